@@ -1,0 +1,57 @@
+# Triton + DALI + detectron2 on a plain machine: everything installs into .venv on first use.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+PYTEST_ARGS ?=
+
+PY := $(VENV)/bin/python
+READY := $(VENV)/.ready
+
+# detectron2's authors publish no wheel; sal-detectron2 carries its Python package, with a _C
+# extension built for CPython 3.10 that 3.11 ignores (Mask R-CNN and CenterNet2 inference on CPU
+# do not call it). Its dependencies are pinned in requirements.txt.
+DETECTRON2 := sal-detectron2==0.7.2
+# Declares opencv-python (which wants numpy 2); cv2 comes from opencv-python-headless instead.
+CENTERNET2 := centernet2==1.0.post20221121
+
+.PHONY: help venv serve test lint format clean
+
+help: ## Show this help.
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+
+venv: $(READY) ## Create .venv with the pinned dependencies (other targets do this on first use).
+
+$(READY): requirements.txt pyproject.toml
+	@echo ">>> Setting up $(VENV) with pinned dependencies (first time: a few minutes)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar off -r requirements.txt
+	$(PY) -m pip install --progress-bar off --no-deps --only-binary=:all: --python-version 3.10 \
+		--upgrade --target "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+		$(DETECTRON2)
+	$(PY) -m pip install --progress-bar off --no-deps $(CENTERNET2)
+	$(PY) -m pip install --progress-bar off --no-deps --no-build-isolation \
+		--config-settings editable_mode=compat -e .
+	@touch $@
+	@echo ">>> $(VENV) is ready"
+
+serve: $(READY) ## Start tritonserver on repository/ (HTTP_PORT=8000 GRPC_PORT=8001 METRICS_PORT=8002).
+	$(PY) -m server.launch --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+
+test: $(READY) ## Run unit and integration tests (starts its own server on free ports).
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(READY) ## ruff check and format check.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(READY) ## Apply ruff's fixes and formatting.
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## Remove .venv and build outputs.
+	rm -rf $(VENV) build

@@ -1,0 +1,171 @@
+"""Sends raw JPEG bytes to a Triton model over HTTP or gRPC: the one client every CLI and test uses.
+
+Tensor names are not written here: the client asks the server for the model's metadata and sends
+the JPEG as its single ``UINT8`` input, asking for every output.
+
+Examples:
+    >>> with JpegClient(protocol="grpc") as client:
+    ...     outputs = client.infer("preprocess_ensemble", Path("meter.jpg").read_bytes())
+    >>> outputs["IMAGE"].shape
+    (800, 1199, 3)
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+__all__ = [
+    "DEFAULT_URLS",
+    "PROTOCOLS",
+    "InferenceServerException",
+    "JpegClient",
+    "ModelSignature",
+    "add_connection_arguments",
+    "find_jpegs",
+]
+
+PROTOCOLS = ("http", "grpc")
+DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
+_MODULES: dict[str, ModuleType] = {"http": httpclient, "grpc": grpcclient}
+_JPEG_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif"}
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """What the server says a model takes and returns.
+
+    Attributes:
+        input_name: name of the model's single ``UINT8`` input (the encoded JPEG).
+        batched: whether the input carries a leading batch dimension.
+        output_names: every output, in the model's order.
+    """
+
+    input_name: str
+    batched: bool
+    output_names: tuple[str, ...]
+
+
+class JpegClient:
+    """A connection to Triton that sends one encoded JPEG per request.
+
+    Args:
+        url: ``host:port``; defaults to the local server's port for ``protocol``.
+        protocol: ``"http"`` or ``"grpc"``.
+    """
+
+    def __init__(self, url: str | None = None, protocol: str = "http") -> None:
+        if protocol not in _MODULES:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        self.protocol = protocol
+        self.url = url or DEFAULT_URLS[protocol]
+        self._module = _MODULES[protocol]
+        self._client: Any = self._module.InferenceServerClient(self.url)
+        self._signatures: dict[str, ModelSignature] = {}
+
+    def signature(self, model: str) -> ModelSignature:
+        """Reads (once) the model's input and outputs from the server.
+
+        Raises:
+            InferenceServerException: the model is unknown or not ready.
+            ValueError: the model does not take a single ``UINT8`` input.
+        """
+        if model not in self._signatures:
+            metadata = self._metadata(model)
+            inputs = metadata["inputs"]
+            if len(inputs) != 1 or inputs[0]["datatype"] != "UINT8":
+                raise ValueError(
+                    f"model {model!r} does not take a single UINT8 input of JPEG bytes: {inputs}"
+                )
+            self._signatures[model] = ModelSignature(
+                input_name=inputs[0]["name"],
+                batched=len(inputs[0]["shape"]) == 2,
+                output_names=tuple(output["name"] for output in metadata["outputs"]),
+            )
+        return self._signatures[model]
+
+    def infer(self, model: str, jpeg: bytes) -> dict[str, np.ndarray]:
+        """Sends one JPEG and returns every output of the model for it.
+
+        Args:
+            model: model name, e.g. ``"preprocess_ensemble"``.
+            jpeg: the encoded file, as read from disk.
+
+        Returns:
+            Output name -> array, without the batch dimension for batched models.
+
+        Raises:
+            InferenceServerException: the server refused the request; its message says why.
+        """
+        signature = self.signature(model)
+        data = np.frombuffer(jpeg, dtype=np.uint8)
+        if signature.batched:
+            data = data[np.newaxis]
+        infer_input = self._module.InferInput(signature.input_name, list(data.shape), "UINT8")
+        infer_input.set_data_from_numpy(data)
+        requested = [self._module.InferRequestedOutput(name) for name in signature.output_names]
+        result = self._client.infer(model, [infer_input], outputs=requested)
+        outputs = {name: result.as_numpy(name) for name in signature.output_names}
+        if signature.batched:
+            outputs = {name: value[0] for name, value in outputs.items()}
+        return outputs
+
+    def close(self) -> None:
+        """Closes the connection."""
+        self._client.close()
+
+    def _metadata(self, model: str) -> dict[str, Any]:
+        if self.protocol == "grpc":
+            return self._client.get_model_metadata(model, as_json=True)
+        return self._client.get_model_metadata(model)
+
+    def __enter__(self) -> JpegClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--protocol`` and ``--url``, the same in every CLI."""
+    parser.add_argument(
+        "-i",
+        "--protocol",
+        choices=PROTOCOLS,
+        default="http",
+        help="Protocol to talk to Triton with. Default is http.",
+    )
+    parser.add_argument(
+        "-u",
+        "--url",
+        default=None,
+        help="Triton server host:port. Default is localhost:8000 (http) or localhost:8001 (grpc).",
+    )
+
+
+def find_jpegs(paths: list[Path]) -> list[Path]:
+    """Expands folders into the JPEG files they hold (sorted); files are kept as given.
+
+    Raises:
+        FileNotFoundError: a path does not exist, or a folder holds no JPEG.
+    """
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in _JPEG_SUFFIXES)
+            if not files:
+                raise FileNotFoundError(f"no .jpg/.jpeg files in folder {path}")
+            found.extend(files)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return found

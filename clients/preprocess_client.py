@@ -1,0 +1,93 @@
+"""Send JPEGs to the preprocessing ensemble and show what the detectors will be given.
+
+python clients/preprocess_client.py --protocol grpc image.jpg photos/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from clients.jpeg_client import (
+    InferenceServerException,
+    JpegClient,
+    add_connection_arguments,
+    find_jpegs,
+)
+
+# Outputs this small (sizes, scales) are printed with their values, larger ones by shape only.
+_SHOWN_VALUES = 8
+
+
+def _describe(value: np.ndarray) -> dict[str, object]:
+    described: dict[str, object] = {"datatype": str(value.dtype), "shape": list(value.shape)}
+    if value.size <= _SHOWN_VALUES:
+        described["value"] = value.tolist()
+    return described
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        description="Send raw JPEG bytes to a Triton model and print the shapes of the tensors "
+        "it returns (by default the DALI preprocessing ensemble: the resized image and the "
+        "original size). Exits non-zero if any image fails.",
+    )
+    parser.add_argument("images", nargs="+", type=Path, help="JPEG files or folders of them.")
+    add_connection_arguments(parser)
+    parser.add_argument(
+        "-m",
+        "--model",
+        default="preprocess_ensemble",
+        help="Model to send the JPEGs to. Default is preprocess_ensemble.",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="Print one JSON object per image instead of text."
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Sends each image; returns 0 if all succeeded, 1 otherwise."""
+    args = parse_args(argv)
+    try:
+        paths = find_jpegs(args.images)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failures = 0
+    with JpegClient(args.url, args.protocol) as client:
+        for path in paths:
+            start = time.perf_counter()
+            try:
+                outputs = client.infer(args.model, path.read_bytes())
+            except InferenceServerException as error:
+                failures += 1
+                print(f"{path}: error: {error.message()}", file=sys.stderr)
+                continue
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            if args.json:
+                record = {
+                    "image": str(path),
+                    "latency_ms": round(elapsed_ms, 2),
+                    "outputs": {name: _describe(value) for name, value in outputs.items()},
+                }
+                print(json.dumps(record))
+            else:
+                shapes = ", ".join(
+                    f"{name} {value.dtype}{list(value.shape)}"
+                    + (f" = {value.tolist()}" if value.size <= _SHOWN_VALUES else "")
+                    for name, value in outputs.items()
+                )
+                print(f"{path}: {shapes} ({elapsed_ms:.1f} ms, {args.protocol})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

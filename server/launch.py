@@ -1,0 +1,285 @@
+"""Starts the real ``tritonserver`` on this repository's model repository.
+
+``make serve`` runs this module; the test suite uses :class:`TritonServer` to start the same
+server, with the same arguments, on free ports.
+
+The python-backend stub embeds Python and ignores ``PYTHONPATH``. It finds its packages the way a
+shell with an activated virtual environment does: the server is started with the venv's ``bin``
+first on ``PATH``, so the stub's interpreter takes the venv as its prefix and imports the
+project's packages through the editable install. ``config.pbtxt`` files therefore name no
+environment path, and the same repository runs unchanged in NVIDIA's container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import tritonclient.http as httpclient
+
+from server.backend import assemble_backend_directory, find_triton_install, python_library_dir
+
+__all__ = ["REPO_ROOT", "Ports", "ServerStartError", "TritonServer", "main"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The python backend's default shared-memory pool (1 MiB, grown 1 MiB at a time) is far below
+# one preprocessed image (800x1333x3 bytes is 3.2 MB); size it for a full batch up front.
+SHM_DEFAULT_BYTES = 64 * 1024 * 1024
+SHM_GROWTH_BYTES = 32 * 1024 * 1024
+
+
+class ServerStartError(RuntimeError):
+    """tritonserver exited or did not become ready; the message carries the end of its log."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The three ports the server listens on."""
+
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+
+class TritonServer:
+    """A ``tritonserver`` process serving a model repository.
+
+    Examples:
+        >>> with TritonServer(Ports(18000, 18001, 18002), log_path=Path("triton.log")) as server:
+        ...     server.wait_until_ready()
+    """
+
+    def __init__(
+        self,
+        ports: Ports,
+        model_repository: Path = REPO_ROOT / "repository",
+        build_dir: Path = REPO_ROOT / "build" / "triton",
+        log_path: Path | None = None,
+    ) -> None:
+        """Prepares the command; nothing starts until :meth:`start`.
+
+        Args:
+            ports: HTTP, gRPC and metrics ports.
+            model_repository: the Triton model repository to serve.
+            build_dir: where the backend directory is assembled.
+            log_path: file for the server's log; ``None`` inherits this process's stdout.
+        """
+        self.ports = ports
+        self.model_repository = model_repository
+        self.log_path = log_path
+        self._install = find_triton_install()
+        self._backend_dir = assemble_backend_directory(self._install, build_dir)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def command(self) -> list[str]:
+        """The full ``tritonserver`` command line."""
+        return [
+            str(self._install.server_binary),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={self._backend_dir}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}",
+            # config.pbtxt files are complete; nothing is guessed from the models.
+            "--disable-auto-complete-config",
+            f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
+            f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
+            # GPU metrics need NVML; without a GPU they only add errors to the log.
+            f"--allow-gpu-metrics={'true' if _has_nvidia_gpu() else 'false'}",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        """The server's environment: this venv activated, the wheel's libraries found."""
+        env = dict(os.environ)
+        venv_bin = Path(sys.prefix) / "bin"
+        env["PATH"] = os.pathsep.join([str(venv_bin), env.get("PATH", "")])
+        if sys.prefix != sys.base_prefix:
+            env["VIRTUAL_ENV"] = sys.prefix
+        env.pop("PYTHONHOME", None)
+        library_dirs = [str(self._install.library_dir)]
+        libpython = python_library_dir()
+        if libpython is not None:
+            library_dirs.insert(0, str(libpython))
+        if env.get("LD_LIBRARY_PATH"):
+            library_dirs.append(env["LD_LIBRARY_PATH"])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(library_dirs)
+        return env
+
+    def start(self) -> None:
+        """Starts the server in its own process group (so :meth:`stop` reaches its stubs)."""
+        if self._process is not None:
+            raise RuntimeError("server already started")
+        stdout: IO[bytes] | None = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = stdout = self.log_path.open("wb")
+        self._process = subprocess.Popen(
+            self.command(),
+            env=self.environment(),
+            stdout=stdout,
+            stderr=subprocess.STDOUT if stdout else None,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running server, if started."""
+        return self._process.pid if self._process else None
+
+    def wait_until_ready(self, timeout_s: float = 300.0) -> None:
+        """Blocks until every model is loaded and the server reports ready.
+
+        Raises:
+            ServerStartError: the server exited, or was not ready within ``timeout_s``.
+        """
+        if self._process is None:
+            raise RuntimeError("server not started")
+        client = httpclient.InferenceServerClient(f"localhost:{self.ports.http}")
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise ServerStartError(
+                        f"tritonserver exited with code {self._process.returncode}"
+                        f"{self._log_tail()}"
+                    )
+                try:
+                    if client.is_server_ready():
+                        return
+                except Exception:  # not listening yet
+                    pass
+                time.sleep(0.5)
+        finally:
+            client.close()
+        raise ServerStartError(
+            f"tritonserver was not ready after {timeout_s:.0f} s{self._log_tail()}"
+        )
+
+    def wait(self) -> int:
+        """Blocks until the server exits; returns its exit code."""
+        if self._process is None:
+            raise RuntimeError("server not started")
+        return self._process.wait()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stops the server and every stub process it started; idempotent."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            _signal_group(self._process.pid, signal.SIGTERM)
+            try:
+                self._process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+        # Stubs whose server is gone exit on their own; make sure none outlives us.
+        _signal_group(self._process.pid, signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_text(self) -> str:
+        """The server's log so far ('' when it logs to the terminal)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def _log_tail(self, lines: int = 40) -> str:
+        text = self.log_text()
+        if not text:
+            return ""
+        return "\n--- end of tritonserver log ---\n" + "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _has_nvidia_gpu() -> bool:
+    return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+
+
+def _model_names(model_repository: Path) -> list[str]:
+    return sorted(p.parent.name for p in model_repository.glob("*/config.pbtxt"))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options of ``python -m server.launch``."""
+    parser = argparse.ArgumentParser(
+        description="Start tritonserver (from the nvidia-pytriton wheel) on the model repository "
+        "and print where it listens once every model is ready. Ctrl-C stops it.",
+    )
+    parser.add_argument("--http-port", type=int, default=8000, help="HTTP port. Default is 8000.")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port. Default is 8001.")
+    parser.add_argument(
+        "--metrics-port", type=int, default=8002, help="Prometheus metrics port. Default is 8002."
+    )
+    parser.add_argument(
+        "--model-repository",
+        type=Path,
+        default=REPO_ROOT / "repository",
+        help="Triton model repository. Default is repository/ of this checkout.",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="Seconds to wait for every model to load. Default is 600.",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the server in the foreground until interrupted; returns the exit code."""
+    args = parse_args(argv)
+    ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
+    server = TritonServer(ports, model_repository=args.model_repository.resolve())
+    print(f"Starting tritonserver on {args.model_repository} ...", flush=True)
+    server.start()
+    # A terminal's Ctrl-C reaches only this process (the server has its own session): stop it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.wait_until_ready(timeout_s=args.timeout)
+        models = ", ".join(_model_names(args.model_repository))
+        print(
+            "\n"
+            f"Triton is ready. Models: {models}\n"
+            f"  HTTP     http://localhost:{ports.http}\n"
+            f"  gRPC     localhost:{ports.grpc}\n"
+            f"  metrics  http://localhost:{ports.metrics}/metrics\n"
+            "Press Ctrl-C to stop.",
+            flush=True,
+        )
+        return server.wait()
+    except ServerStartError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping tritonserver ...", flush=True)
+        return 0
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

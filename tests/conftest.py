@@ -1,0 +1,32 @@
+"""Shared fixtures: test JPEGs and a real tritonserver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from server.launch import Ports, TritonServer
+from tests.support import JPEG_SIZES, PHOTO, encode_jpeg, free_ports
+
+
+@pytest.fixture(scope="session")
+def jpegs() -> dict[str, bytes]:
+    """Test JPEGs by name, see ``JPEG_SIZES``."""
+    photo = Image.open(PHOTO)
+    photo.load()
+    return {
+        name: PHOTO.read_bytes() if size is None else encode_jpeg(photo.resize(size))
+        for name, size in JPEG_SIZES.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """The real tritonserver on the real repository, on free ports, for the whole session."""
+    ports = Ports(*free_ports(3))
+    log_path = tmp_path_factory.mktemp("triton") / "tritonserver.log"
+    with TritonServer(ports, log_path=log_path) as server:
+        server.wait_until_ready(timeout_s=600)
+        yield server

@@ -1,0 +1,84 @@
+"""Test helpers: test images, free ports, and detectron2's preprocessing as the reference."""
+
+from __future__ import annotations
+
+import io
+import socket
+from contextlib import ExitStack
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from detectron2.data import transforms as T
+from detectron2.data.detection_utils import convert_PIL_to_numpy
+from PIL import Image
+
+from pipelines.preprocess import PreprocessConfig
+
+# A real photograph that ships with matplotlib (512x600, baseline 4:2:0 JPEG): the test images
+# are re-encodings of it at the sizes and aspect ratios a field camera may send.
+PHOTO = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+# name -> (width, height); None keeps the original file byte for byte.
+JPEG_SIZES: dict[str, tuple[int, int] | None] = {
+    "original_512x600": None,
+    "landscape_640x427": (640, 427),
+    "portrait_300x1000": (300, 1000),
+    "panorama_1600x400": (1600, 400),  # hits MAX_SIZE_TEST: the long side is capped at 1333
+    "tiny_64x48": (64, 48),  # upscaled 16x
+    "large_4000x3000": (4000, 3000),  # downscaled 3.75x: antialiasing matters
+}
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel reports free right now (held open together so they differ)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def encode_jpeg(image: Image.Image, **options: object) -> bytes:
+    """Encodes a PIL image as JPEG (quality 90 unless given)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **{"quality": 90, **options})
+    return buffer.getvalue()
+
+
+# Pixel tolerance between DALI (libjpeg-turbo decode, triangular resize) and detectron2 (PIL
+# decode, PIL bilinear resize), in 8-bit levels. Measured on the test images: mean absolute
+# difference 0.08-0.19; inside the image at most 1; on the outermost row and column, where the two
+# resize filters treat the border differently, up to 9 when shrinking.
+MAX_INTERIOR_DIFF = 2
+MAX_BORDER_DIFF = 12
+MAX_MEAN_DIFF = 0.5
+
+
+def reference_preprocess(jpeg: bytes, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Decodes and resizes as ``DefaultPredictor`` does.
+
+    Returns:
+        ``(image, original_size)``: HWC ``uint8`` in ``config.channel_order``, and
+        ``int32 [height, width]`` before resizing.
+    """
+    image = convert_PIL_to_numpy(Image.open(io.BytesIO(jpeg)), config.channel_order)
+    resize = T.ResizeShortestEdge(config.shortest_edge, config.max_size)
+    resized = resize.get_transform(image).apply_image(image)
+    return resized, np.array(image.shape[:2], dtype=np.int32)
+
+
+def assert_close_to_reference(image: np.ndarray, reference: np.ndarray) -> None:
+    """Same shape and dtype, pixels within the stated tolerance."""
+    assert image.dtype == np.uint8
+    assert image.shape == reference.shape
+    diff = np.abs(image.astype(np.int16) - reference.astype(np.int16))
+    assert diff.max() <= MAX_BORDER_DIFF, f"largest pixel difference {diff.max()}"
+    interior = diff[1:-1, 1:-1]
+    assert interior.max() <= MAX_INTERIOR_DIFF, f"largest interior difference {interior.max()}"
+    assert diff.mean() <= MAX_MEAN_DIFF, f"mean pixel difference {diff.mean():.3f}"
+
+
+def as_array(jpeg: bytes) -> np.ndarray:
+    """JPEG bytes as the 1-D uint8 array a model input carries."""
+    return np.frombuffer(jpeg, dtype=np.uint8)
