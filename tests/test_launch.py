@@ -1,0 +1,116 @@
+"""`make serve`'s launcher: starts the real server, says where it listens, stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from server.launch import REPO_ROOT, Ports, ServerStartError, TritonServer
+from tests.support import free_ports
+
+
+def copy_models(destination: Path, *names: str) -> Path:
+    for name in names:
+        shutil.copytree(REPO_ROOT / "repository" / name, destination / name)
+    return destination
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid:
+                pids.append(int(entry.name))
+        except ProcessLookupError:
+            continue
+    return pids
+
+
+def test_serve_prints_ports_when_ready_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    repository = copy_models(tmp_path / "repository", "preprocess", "preprocess_ensemble")
+    http, grpc, metrics = free_ports(3)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server.launch",
+            "--model-repository",
+            str(repository),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        output = "".join(lines)
+        assert "Triton is ready. Models: preprocess, preprocess_ensemble" in output, output
+        assert f"HTTP     http://localhost:{http}" in output
+        assert f"gRPC     localhost:{grpc}" in output
+        assert f"metrics  http://localhost:{metrics}/metrics" in output
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(children) == 1, "the launcher runs tritonserver as its one child"
+        server_group = int(children[0])
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        assert processes_in_group(server_group) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
+    repository = copy_models(tmp_path / "repository", "preprocess")
+    server = TritonServer(
+        Ports(*free_ports(3)),
+        model_repository=repository,
+        build_dir=tmp_path / "build",
+        log_path=tmp_path / "triton.log",
+    )
+    with server:
+        server.wait_until_ready(timeout_s=300)
+        group = server.pid
+        assert group is not None
+        assert len(processes_in_group(group)) >= 2, "expected the server and its python stub"
+    assert processes_in_group(group) == []
+
+
+def test_a_model_that_fails_to_load_is_reported_with_the_log(tmp_path: Path) -> None:
+    repository = copy_models(tmp_path / "repository", "preprocess")
+    config = repository / "preprocess" / "config.pbtxt"
+    config.write_text(config.read_text().replace('"800"', '"not a number"'))
+    server = TritonServer(
+        Ports(*free_ports(3)),
+        model_repository=repository,
+        build_dir=tmp_path / "build",
+        log_path=tmp_path / "triton.log",
+    )
+    with server, pytest.raises(ServerStartError) as error:
+        server.wait_until_ready(timeout_s=300)
+    assert "tritonserver exited" in str(error.value)
+    assert "not a number" in str(error.value)
