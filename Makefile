@@ -19,7 +19,11 @@ DETECTRON2 := sal-detectron2==0.7.2
 # Declares opencv-python (which wants numpy 2); cv2 comes from opencv-python-headless instead.
 CENTERNET2 := centernet2==1.0.post20221121
 
-.PHONY: help venv serve test lint format clean
+# Deterministic UNTRAINED stand-ins, written where each detector's config.pbtxt "weights" points
+# by default (see pipelines/untrained.py). Your own model_final.pth needs no make step.
+UNTRAINED := repository/pointer/weights/untrained.pth repository/insulator/weights/untrained.pth
+
+.PHONY: help venv weights serve test lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,10 +43,18 @@ $(READY): requirements.txt pyproject.toml
 	@touch $@
 	@echo ">>> $(VENV) is ready"
 
-serve: $(READY) ## Start tritonserver on repository/ (HTTP_PORT=8000 GRPC_PORT=8001 METRICS_PORT=8002).
+weights: $(UNTRAINED) ## Make the untrained stand-in checkpoints of the detectors.
+
+repository/pointer/weights/untrained.pth: repository/pointer/mask_rcnn_R50_FPN.yaml pipelines/untrained.py | $(READY)
+	$(PY) -m pipelines.untrained --config $< --output $@
+
+repository/insulator/weights/untrained.pth: repository/insulator/centernet2_R50_FPN.yaml pipelines/untrained.py | $(READY)
+	$(PY) -m pipelines.untrained --config $< --output $@
+
+serve: $(READY) $(UNTRAINED) ## Start tritonserver on repository/ (HTTP_PORT=8000 GRPC_PORT=8001 METRICS_PORT=8002).
 	$(PY) -m server.launch --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: $(READY) ## Run unit and integration tests (starts its own server on free ports).
+test: $(READY) $(UNTRAINED) ## Run unit and integration tests (starts its own server on free ports).
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(READY) ## ruff check and format check.
@@ -53,5 +65,5 @@ format: $(READY) ## Apply ruff's fixes and formatting.
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-clean: ## Remove .venv and build outputs.
-	rm -rf $(VENV) build
+clean: ## Remove .venv, build outputs and the untrained checkpoints.
+	rm -rf $(VENV) build $(UNTRAINED)

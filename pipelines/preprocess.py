@@ -5,7 +5,7 @@ on each batch of requests; the same definition can be serialized for Triton's DA
 
 It reproduces detectron2's test-time input path (``DefaultPredictor``): decode to
 ``cfg.INPUT.FORMAT`` channel order, then ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)``
-with PIL-style bilinear interpolation, output ``uint8`` HWC. No normalization: detectron2 models
+as PIL's bilinear resize does it, output ``uint8`` HWC. No normalization: detectron2 models
 normalize inside ``forward`` with their own ``PIXEL_MEAN``/``PIXEL_STD``.
 """
 
@@ -164,15 +164,18 @@ def decode_and_resize(
     images = fn.decoders.image(
         jpegs, device=decoder_device, output_type=_CHANNEL_ORDERS[config.channel_order]
     )
-    images = fn.resize(
-        images,
-        resize_x=fn.cast(new_w, dtype=types.FLOAT),
-        resize_y=fn.cast(new_h, dtype=types.FLOAT),
-        # PIL's BILINEAR, which detectron2 uses: linear when enlarging, a triangle filter as
-        # wide as the scale factor when shrinking.
-        interp_type=types.INTERP_TRIANGULAR,
-        dtype=types.UINT8,
-    )
+    # detectron2 resizes with PIL's BILINEAR: a triangle filter (linear when enlarging, as wide
+    # as the scale factor when shrinking) applied horizontally, rounded to uint8, then
+    # vertically. Doing the same two rounded passes keeps DALI's output within one level of
+    # PIL's on all but a few percent of pixels; one float pass differs on about 17%.
+    for resize_y in (height, new_h):
+        images = fn.resize(
+            images,
+            resize_x=fn.cast(new_w, dtype=types.FLOAT),
+            resize_y=fn.cast(resize_y, dtype=types.FLOAT),
+            interp_type=types.INTERP_TRIANGULAR,
+            dtype=types.UINT8,
+        )
     return images, original_size
 
 

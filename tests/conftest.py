@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from server.launch import Ports, TritonServer
-from tests.support import JPEG_SIZES, PHOTO, encode_jpeg, free_ports
+from tests.support import JPEG_SIZES, PHOTO, UNRESIZED_SIZES, encode_jpeg, free_ports
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +20,14 @@ def jpegs() -> dict[str, bytes]:
         name: PHOTO.read_bytes() if size is None else encode_jpeg(photo.resize(size))
         for name, size in JPEG_SIZES.items()
     }
+
+
+@pytest.fixture(scope="session")
+def unresized_jpegs() -> dict[str, bytes]:
+    """Test JPEGs that detectron2's resize leaves unchanged, see ``UNRESIZED_SIZES``."""
+    photo = Image.open(PHOTO)
+    photo.load()
+    return {name: encode_jpeg(photo.resize(size)) for name, size in UNRESIZED_SIZES.items()}
 
 
 @pytest.fixture(scope="session")

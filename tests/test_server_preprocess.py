@@ -135,7 +135,9 @@ def test_cli_prints_tensors_and_fails_on_bad_image(
     port = triton_server.ports.http if protocol == "http" else triton_server.ports.grpc
     command = [
         sys.executable,
-        str(REPO_ROOT / "clients" / "preprocess_client.py"),
+        str(REPO_ROOT / "clients" / "ensemble_client.py"),
+        "--model",
+        ENSEMBLE,
         "--protocol",
         protocol,
         "--url",

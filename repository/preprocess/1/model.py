@@ -5,22 +5,21 @@ The DALI pipeline lives in ``pipelines.preprocess``; this file only adapts it to
 
 import json
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from pipelines.preprocess import DecodeError, PreprocessConfig, Preprocessor
+from server.python_models import invalid_argument, model_parameters, output_tensor
 
 
 class TritonPythonModel:
     def initialize(self, args):
         model_config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in model_config.get("parameters", {}).items()}
         self.input_name = model_config["input"][0]["name"]
         # Output order in config.pbtxt is the pipeline's output order.
         self.output_names = [output["name"] for output in model_config["output"]]
-        self.on_gpu = args["model_instance_kind"] == "GPU"
-        device_id = int(args["model_instance_device_id"]) if self.on_gpu else None
-        config = PreprocessConfig.from_parameters(params)
+        on_gpu = args["model_instance_kind"] == "GPU"
+        device_id = int(args["model_instance_device_id"]) if on_gpu else None
+        config = PreprocessConfig.from_parameters(model_parameters(model_config))
         self.preprocessor = Preprocessor(
             self.input_name,
             config,
@@ -28,8 +27,7 @@ class TritonPythonModel:
             device_id=device_id,
         )
         pb_utils.Logger.log_info(
-            f"preprocess: DALI decode on {'GPU ' + str(device_id) if self.on_gpu else 'CPU'}, "
-            f"{config}"
+            f"preprocess: DALI decode on {'GPU ' + str(device_id) if on_gpu else 'CPU'}, {config}"
         )
 
     def execute(self, requests):
@@ -50,24 +48,14 @@ class TritonPythonModel:
         for i in range(len(requests)):
             result = results.get(i)
             if result is None or isinstance(result, DecodeError):
-                message = errors.get(i) or str(result)
-                error = pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
+                responses.append(invalid_argument(errors.get(i) or str(result)))
                 continue
             outputs = [
-                self._batch_of_one(name, value)
+                output_tensor(name, value)
                 for name, value in zip(self.output_names, result, strict=True)
             ]
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
         return responses
-
-    def _batch_of_one(self, name, value):
-        """Wraps one sample as a [1, ...] output; GPU images stay on the GPU via DLPack."""
-        if isinstance(value, np.ndarray):
-            return pb_utils.Tensor(name, value[np.newaxis])
-        from torch.utils.dlpack import to_dlpack
-
-        return pb_utils.Tensor.from_dlpack(name, to_dlpack(value.unsqueeze(0)))
 
     def finalize(self):
         self.preprocessor = None

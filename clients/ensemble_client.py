@@ -35,17 +35,17 @@ def _describe(value: np.ndarray) -> dict[str, object]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(
-        description="Send raw JPEG bytes to a Triton model and print the shapes of the tensors "
-        "it returns (by default the DALI preprocessing ensemble: the resized image and the "
-        "original size). Exits non-zero if any image fails.",
+        description="Send raw JPEG bytes to a Triton model that takes them (pointer_ensemble, "
+        "insulator_ensemble, preprocess_ensemble) and print the tensors it returns: small ones "
+        "with their values, large ones by shape. Exits non-zero if any image fails.",
     )
     parser.add_argument("images", nargs="+", type=Path, help="JPEG files or folders of them.")
     add_connection_arguments(parser)
     parser.add_argument(
         "-m",
         "--model",
-        default="preprocess_ensemble",
-        help="Model to send the JPEGs to. Default is preprocess_ensemble.",
+        default="pointer_ensemble",
+        help="Model to send the JPEGs to. Default is pointer_ensemble.",
     )
     parser.add_argument(
         "--json", action="store_true", help="Print one JSON object per image instead of text."

@@ -1,0 +1,257 @@
+"""detectron2 detectors as served by the python-backend models ``pointer`` and ``insulator``.
+
+Takes what the ``preprocess`` model produces (resized HWC ``uint8`` images and their original
+sizes), runs a batch as one detectron2 forward, and returns per-image numpy arrays in original
+image pixel coordinates: boxes, scores, classes and, for models with a mask head, masks cropped
+to their box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from centernet.config import add_centernet_config
+from detectron2.config import CfgNode, get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import Instances
+
+__all__ = [
+    "UNTRAINED_KEY",
+    "CheckpointError",
+    "Detections",
+    "Detector",
+    "crop_masks",
+    "load_config",
+    "load_weights",
+]
+
+# Set in checkpoints made by pipelines.untrained; a checkpoint carrying it holds no training.
+UNTRAINED_KEY = "__untrained__"
+
+
+class CheckpointError(ValueError):
+    """A weights file is missing or does not fit the model; the message names the file."""
+
+
+def load_config(path: Path, device: str = "cpu") -> CfgNode:
+    """Reads a detector's YAML into a frozen detectron2 config.
+
+    The YAML is merged over detectron2's defaults plus CenterNet2's keys (harmless for Mask
+    R-CNN) and this project's ``CLASS_NAMES``.
+
+    Raises:
+        FileNotFoundError: the YAML does not exist.
+        ValueError: ``CLASS_NAMES`` does not have one name per class.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"detectron2 config not found: {path}")
+    cfg = get_cfg()
+    add_centernet_config(cfg)
+    cfg.CLASS_NAMES = []
+    cfg.merge_from_file(str(path))
+    cfg.MODEL.DEVICE = device
+    cfg.MODEL.WEIGHTS = ""  # weights come from load_weights, never from a URL
+    if len(cfg.CLASS_NAMES) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
+        raise ValueError(
+            f"{path}: CLASS_NAMES has {len(cfg.CLASS_NAMES)} names but "
+            f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}"
+        )
+    cfg.freeze()
+    return cfg
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
+    """Loads a detectron2 training checkpoint (``model_final.pth``) into ``model``, strictly.
+
+    detectron2's own checkpointer only warns about missing or mis-shaped weights and serves
+    whatever is left; a server must refuse instead. The file is unpickled as detectron2 does
+    (``weights_only=False``: a training checkpoint holds optimizer and scheduler state), so only
+    load weights you trust.
+
+    Returns:
+        The checkpoint's other entries (e.g. :data:`UNTRAINED_KEY`).
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or its weights do not fit the model;
+            the message names the file and the first mismatches.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise CheckpointError(f"cannot read weights file {path}: {error}") from error
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} is not a detectron2 checkpoint (a dict with 'model')")
+    state = checkpoint.pop("model", None)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no 'model' state dict (keys: {sorted(checkpoint)})")
+    state = {k: torch.as_tensor(v) for k, v in state.items()}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = [
+        f"{k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} weights missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unknown weights (e.g. {', '.join(unexpected[:3])})")
+    if wrong_shape:
+        problems.append(
+            f"{len(wrong_shape)} of the wrong shape (e.g. {'; '.join(wrong_shape[:3])})"
+        )
+    if problems:
+        raise CheckpointError(
+            f"weights file {path} does not fit the model: {'; '.join(problems)}. "
+            "Is it a checkpoint of this architecture with the same NUM_CLASSES?"
+        )
+    model.load_state_dict(state, strict=True)
+    return checkpoint
+
+
+@dataclass
+class Detections:
+    """One image's detections in original image pixels.
+
+    Attributes:
+        boxes: ``float32 [N, 4]``, ``x1, y1, x2, y2``.
+        scores: ``float32 [N]``.
+        classes: ``int32 [N]``, index into the config's ``CLASS_NAMES``.
+        mask_rects: ``int32 [N, 4]``, ``x, y, width, height`` of each mask's crop (mask models).
+        masks: ``uint8 [sum(width * height)]``, each crop row-major, 1 inside (mask models).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    mask_rects: np.ndarray | None = None
+    masks: np.ndarray | None = None
+
+    def arrays(self) -> list[np.ndarray]:
+        """The arrays in output order: boxes, scores, classes[, mask_rects, masks]."""
+        arrays = [self.boxes, self.scores, self.classes]
+        if self.mask_rects is not None and self.masks is not None:
+            arrays += [self.mask_rects, self.masks]
+        return arrays
+
+
+def crop_masks(masks: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crops full-image masks to their boxes, for a compact answer any client can read.
+
+    Each crop covers the box rounded outwards to whole pixels and clipped to the image; every
+    pixel of the mask lies inside it because detectron2 pastes masks into their boxes.
+
+    Args:
+        masks: ``bool [N, H, W]``.
+        boxes: ``float32 [N, 4]`` ``x1, y1, x2, y2``.
+
+    Returns:
+        ``(rects int32 [N, 4] as x, y, width, height; uint8 crops concatenated row-major)``.
+    """
+    height, width = masks.shape[1:]
+    rects = np.zeros((len(masks), 4), dtype=np.int32)
+    crops = []
+    for i, (mask, box) in enumerate(zip(masks, boxes, strict=True)):
+        x0 = int(np.clip(np.floor(box[0]), 0, width))
+        y0 = int(np.clip(np.floor(box[1]), 0, height))
+        x1 = int(np.clip(np.ceil(box[2]), x0, width))
+        y1 = int(np.clip(np.ceil(box[3]), y0, height))
+        rects[i] = (x0, y0, x1 - x0, y1 - y0)
+        crops.append(mask[y0:y1, x0:x1].reshape(-1))
+    flat = np.concatenate(crops).astype(np.uint8) if crops else np.zeros(0, np.uint8)
+    return rects, flat
+
+
+class Detector:
+    """A detectron2 model that takes preprocessed images in batches.
+
+    Examples:
+        >>> detector = Detector(Path("repository/pointer/mask_rcnn_R50_FPN.yaml"),
+        ...                     Path("repository/pointer/weights/untrained.pth"))
+        >>> [detections] = detector([(image_hwc_uint8, (427, 640))])
+    """
+
+    def __init__(
+        self,
+        config_path: Path,
+        weights_path: Path,
+        device: str = "cpu",
+        forward_batch_size: int = 1,
+    ) -> None:
+        """Builds the model and loads its weights.
+
+        Args:
+            config_path: the detector's detectron2 YAML.
+            weights_path: its checkpoint.
+            device: ``"cpu"`` or ``"cuda:N"``.
+            forward_batch_size: images per detectron2 forward; a larger batch is split.
+
+        Raises:
+            CheckpointError: the weights are missing or do not fit.
+        """
+        self.cfg = load_config(config_path, device)
+        self.class_names: list[str] = list(self.cfg.CLASS_NAMES)
+        self.device = torch.device(device)
+        self.forward_batch_size = max(1, forward_batch_size)
+        self.model = build_model(self.cfg).eval()
+        extras = load_weights(self.model, weights_path)
+        self.untrained = bool(extras.get(UNTRAINED_KEY, False))
+        self.has_masks = bool(self.cfg.MODEL.MASK_ON)
+
+    def __call__(self, images: Sequence[tuple[Any, Sequence[int]]]) -> list[Detections]:
+        """Detects objects in preprocessed images.
+
+        Args:
+            images: ``(image, (height, width))`` pairs: the resized HWC ``uint8`` image (numpy
+                array or torch tensor, on any device) in the config's ``INPUT.FORMAT``, and the
+                original size that results are mapped back to.
+
+        Returns:
+            One :class:`Detections` per image, in order.
+        """
+        results: list[Detections] = []
+        for start in range(0, len(images), self.forward_batch_size):
+            chunk = images[start : start + self.forward_batch_size]
+            inputs = [
+                {
+                    "image": self._chw_float(image),
+                    "height": int(size[0]),
+                    "width": int(size[1]),
+                }
+                for image, size in chunk
+            ]
+            with torch.inference_mode():
+                outputs = self.model(inputs)
+            results.extend(self._to_numpy(output["instances"]) for output in outputs)
+        return results
+
+    def _chw_float(self, image: Any) -> torch.Tensor:
+        """HWC uint8 (numpy or torch) -> CHW float32 on the model's device, as detectron2 takes."""
+        if isinstance(image, np.ndarray):
+            # The float copy is made anyway; making it in numpy keeps read-only buffers (Triton's
+            # input tensors) away from torch, which warns about them.
+            image = torch.from_numpy(image.astype(np.float32))
+        return image.to(self.device).permute(2, 0, 1).float()
+
+    def _to_numpy(self, instances: Instances) -> Detections:
+        instances = instances.to("cpu")
+        boxes = instances.pred_boxes.tensor.numpy().astype(np.float32)
+        detections = Detections(
+            boxes=boxes,
+            scores=instances.scores.numpy().astype(np.float32),
+            classes=instances.pred_classes.numpy().astype(np.int32),
+        )
+        if self.has_masks:
+            detections.mask_rects, detections.masks = crop_masks(
+                instances.pred_masks.numpy(), boxes
+            )
+        return detections

@@ -1,0 +1,130 @@
+"""Triton python-backend glue shared by the models in ``repository/``.
+
+Importable only inside Triton's python-backend stub (it needs ``triton_python_backend_utils``).
+The detectors' ``model.py`` files subclass :class:`DetectorModel`; all detectron2 work lives in
+``pipelines.detector``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from pipelines.detector import Detector
+
+__all__ = ["DetectorModel", "invalid_argument", "model_parameters", "one_sample", "output_tensor"]
+
+
+def model_parameters(model_config: dict[str, Any]) -> dict[str, str]:
+    """The ``parameters`` of a parsed ``config.pbtxt`` as plain strings."""
+    return {k: v["string_value"] for k, v in model_config.get("parameters", {}).items()}
+
+
+def invalid_argument(message: str) -> Any:
+    """A response that fails one request with ``message``, leaving its batch alone."""
+    return pb_utils.InferenceResponse(
+        error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+    )
+
+
+def output_tensor(name: str, value: Any) -> Any:
+    """Wraps one sample as a ``[1, ...]`` output; torch CUDA tensors stay on the GPU (DLPack)."""
+    if isinstance(value, np.ndarray):
+        return pb_utils.Tensor(name, value[np.newaxis])
+    from torch.utils.dlpack import to_dlpack
+
+    return pb_utils.Tensor.from_dlpack(name, to_dlpack(value.unsqueeze(0)))
+
+
+def one_sample(request: Any, name: str) -> Any:
+    """The request's input ``name`` without its batch dimension of 1.
+
+    With ``FORCE_CPU_ONLY_INPUT_TENSORS`` off an input may arrive on the CPU or the GPU: CPU
+    inputs come back as numpy arrays, GPU inputs as torch tensors on their device.
+
+    Raises:
+        ValueError: the request carries more than one sample.
+    """
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor.is_cpu():
+        value = tensor.as_numpy()
+    else:
+        from torch.utils.dlpack import from_dlpack
+
+        value = from_dlpack(tensor.to_dlpack())
+    if value.shape[0] != 1:
+        raise ValueError(f"expected one image per request, got {name} of shape {list(value.shape)}")
+    return value[0]
+
+
+class DetectorModel:
+    """``initialize``/``execute``/``finalize`` of a detectron2 detector behind Triton.
+
+    ``config.pbtxt`` names the inputs (image, original size, in that order) and the outputs, in
+    the order of :meth:`pipelines.detector.Detections.arrays`. Its parameters: ``detectron2_config``
+    and ``weights`` (paths relative to the model's folder, or absolute), and
+    ``cpu_forward_batch_size``/``gpu_forward_batch_size`` (images per detectron2 forward).
+    """
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        model_config = json.loads(args["model_config"])
+        params = model_parameters(model_config)
+        model_dir = Path(args["model_repository"])
+        self.model_name = args["model_name"]
+        self.image_input, self.size_input = (i["name"] for i in model_config["input"])
+        self.output_names = [output["name"] for output in model_config["output"]]
+        on_gpu = args["model_instance_kind"] == "GPU"
+        device = f"cuda:{args['model_instance_device_id']}" if on_gpu else "cpu"
+        batch_key = "gpu_forward_batch_size" if on_gpu else "cpu_forward_batch_size"
+        self.detector = Detector(
+            config_path=model_dir / params["detectron2_config"],
+            weights_path=model_dir / params["weights"],
+            device=device,
+            forward_batch_size=int(params[batch_key]),
+        )
+        pb_utils.Logger.log_info(
+            f"{self.model_name}: {params['detectron2_config']} on {device}, weights "
+            f"{model_dir / params['weights']}, classes {self.detector.class_names}, "
+            f"{self.detector.forward_batch_size} image(s) per forward"
+        )
+        if self.detector.untrained:
+            pb_utils.Logger.log_warn(
+                f"*** {self.model_name}: UNTRAINED WEIGHTS ({model_dir / params['weights']}). "
+                "Its detections are meaningless. Set the 'weights' parameter in "
+                f"{model_dir / 'config.pbtxt'} to a trained model_final.pth. ***"
+            )
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        images: dict[int, tuple[Any, Any]] = {}
+        errors: dict[int, str] = {}
+        for i, request in enumerate(requests):
+            try:
+                image = one_sample(request, self.image_input)
+                size = one_sample(request, self.size_input)
+            except ValueError as error:
+                errors[i] = str(error)
+                continue
+            if image.ndim != 3 or image.shape[2] != 3:
+                errors[i] = f"expected an HWC image with 3 channels, got {list(image.shape)}"
+            else:
+                images[i] = (image, [int(v) for v in size])
+        detections = dict(zip(images, self.detector(list(images.values())), strict=True))
+
+        responses = []
+        for i in range(len(requests)):
+            if i in errors:
+                responses.append(invalid_argument(f"{self.model_name}: {errors[i]}"))
+                continue
+            outputs = [
+                output_tensor(name, array)
+                for name, array in zip(self.output_names, detections[i].arrays(), strict=True)
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
+        return responses
+
+    def finalize(self) -> None:
+        self.detector = None

@@ -1,0 +1,141 @@
+"""pipelines.detector and pipelines.untrained, in process (no server)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clients.masks import paste_masks
+from pipelines.detector import (
+    UNTRAINED_KEY,
+    CheckpointError,
+    Detector,
+    crop_masks,
+    load_config,
+    load_weights,
+)
+from pipelines.preprocess import PreprocessConfig
+from pipelines.untrained import make_untrained_checkpoint
+from server.launch import REPO_ROOT
+from tests.support import reference_preprocess
+
+POINTER_YAML = REPO_ROOT / "repository" / "pointer" / "mask_rcnn_R50_FPN.yaml"
+INSULATOR_YAML = REPO_ROOT / "repository" / "insulator" / "centernet2_R50_FPN.yaml"
+POINTER_WEIGHTS = REPO_ROOT / "repository" / "pointer" / "weights" / "untrained.pth"
+
+
+@pytest.fixture(scope="module")
+def pointer() -> Detector:
+    return Detector(POINTER_YAML, POINTER_WEIGHTS, forward_batch_size=2)
+
+
+@pytest.mark.parametrize("path", [POINTER_YAML, INSULATOR_YAML])
+def test_configs_name_their_classes_and_match_preprocessing(path: Path) -> None:
+    cfg = load_config(path)
+    assert len(cfg.CLASS_NAMES) == cfg.MODEL.ROI_HEADS.NUM_CLASSES > 0
+    assert cfg.MODEL.WEIGHTS == "", "weights come from config.pbtxt, never from a URL"
+    preprocess = PreprocessConfig()
+    assert preprocess.shortest_edge == cfg.INPUT.MIN_SIZE_TEST
+    assert preprocess.max_size == cfg.INPUT.MAX_SIZE_TEST
+    assert preprocess.channel_order == cfg.INPUT.FORMAT
+
+
+def test_config_with_wrong_class_count_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(POINTER_YAML.read_text().replace('["pointer", "dial"]', '["pointer"]'))
+    with pytest.raises(ValueError, match=r"CLASS_NAMES has 1 names but .*NUM_CLASSES is 2"):
+        load_config(bad)
+
+
+def test_missing_weights_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "model_final.pth"
+    with pytest.raises(CheckpointError, match=f"weights file not found: {missing}"):
+        Detector(POINTER_YAML, missing)
+
+
+def test_garbage_weights_name_the_file(tmp_path: Path) -> None:
+    garbage = tmp_path / "model_final.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=f"cannot read weights file {garbage}"):
+        Detector(POINTER_YAML, garbage)
+
+
+def test_wrong_shaped_weights_say_what_is_wrong(tmp_path: Path) -> None:
+    """A checkpoint of the other detector (different heads) must not load."""
+    from detectron2.modeling import build_model
+
+    model = build_model(load_config(POINTER_YAML))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    key = "roi_heads.box_predictor.cls_score.weight"
+    state[key] = torch.zeros(81, state[key].shape[1])  # a COCO head: 80 classes + background
+    del state["roi_heads.mask_head.predictor.bias"]
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": state}, path)
+    with pytest.raises(CheckpointError) as error:
+        load_weights(model, path)
+    message = str(error.value)
+    assert str(path) in message
+    assert "1 weights missing (e.g. roi_heads.mask_head.predictor.bias)" in message
+    assert f"{key}: file (81, 1024), model (3, 1024)" in message
+
+
+def test_untrained_checkpoint_is_deterministic_and_labelled(tmp_path: Path) -> None:
+    first = make_untrained_checkpoint(POINTER_YAML, tmp_path / "a.pth", seed=0)
+    second = make_untrained_checkpoint(POINTER_YAML, tmp_path / "b.pth", seed=0)
+
+    def digest(path: Path) -> str:
+        state = torch.load(path, weights_only=False)["model"]
+        return hashlib.sha256(
+            b"".join(state[k].numpy().tobytes() for k in sorted(state))
+        ).hexdigest()
+
+    assert digest(first) == digest(second)
+    checkpoint = torch.load(first, weights_only=False)
+    assert checkpoint[UNTRAINED_KEY] is True
+    assert "UNTRAINED" in checkpoint["note"]
+
+
+def test_detector_reports_untrained_weights(pointer: Detector) -> None:
+    assert pointer.untrained
+    assert pointer.class_names == ["pointer", "dial"]
+
+
+def test_batch_forward_returns_one_result_per_image_in_original_pixels(
+    pointer: Detector, jpegs: dict[str, bytes]
+) -> None:
+    names = ["landscape_640x427", "portrait_300x1000", "tiny_64x48"]
+    inputs = [reference_preprocess(jpegs[name], PreprocessConfig()) for name in names]
+    results = pointer(inputs)  # forward_batch_size 2: one batch of two, one of one
+    assert len(results) == len(names)
+    for (_, (height, width)), detections in zip(inputs, results, strict=True):
+        count = len(detections.scores)
+        assert count > 0
+        assert detections.boxes.shape == (count, 4) and detections.boxes.dtype == np.float32
+        assert detections.classes.dtype == np.int32
+        assert detections.boxes[:, [0, 2]].max() <= width
+        assert detections.boxes[:, [1, 3]].max() <= height
+        assert detections.mask_rects.shape == (count, 4)
+        assert int((detections.mask_rects[:, 2] * detections.mask_rects[:, 3]).sum()) == len(
+            detections.masks
+        )
+
+
+def test_crop_masks_round_trips_through_paste_masks() -> None:
+    rng = np.random.default_rng(0)
+    masks = np.zeros((3, 40, 60), dtype=bool)
+    boxes = np.array([[5.2, 3.7, 20.1, 30.0], [0, 0, 60, 40], [50.5, 35.5, 59.9, 39.9]], np.float32)
+    for mask, (x0, y0, x1, y1) in zip(masks, boxes, strict=True):
+        region = mask[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))]
+        region[...] = rng.random(region.shape) > 0.5
+    rects, flat = crop_masks(masks, boxes)
+    assert rects.tolist()[0] == [5, 3, 16, 27]
+    np.testing.assert_array_equal(paste_masks(rects, flat, 40, 60), masks)
+
+
+def test_paste_masks_checks_the_byte_count() -> None:
+    with pytest.raises(ValueError, match="MASKS has 5 bytes, MASK_RECTS describe 6"):
+        paste_masks(np.array([[0, 0, 2, 3]], np.int32), np.zeros(5, np.uint8), 4, 4)
