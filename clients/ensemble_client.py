@@ -1,6 +1,6 @@
 """Send JPEGs to the preprocessing ensemble and show what the detectors will be given.
 
-python clients/preprocess_client.py --protocol grpc image.jpg photos/
+python clients/ensemble_client.py --protocol grpc image.jpg photos/
 """
 
 from __future__ import annotations
