@@ -1,6 +1,6 @@
-"""Send JPEGs to the preprocessing ensemble and show what the detectors will be given.
+"""Send JPEGs to an ensemble (or any model taking JPEG bytes) and print the tensors it returns.
 
-python clients/ensemble_client.py --protocol grpc image.jpg photos/
+Example: ``python clients/ensemble_client.py --model insulator_ensemble -i grpc photo.jpg photos/``
 """
 
 from __future__ import annotations
