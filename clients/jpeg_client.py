@@ -13,6 +13,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -47,11 +48,13 @@ class ModelSignature:
         input_name: name of the model's single ``UINT8`` input (the encoded JPEG).
         batched: whether the input carries a leading batch dimension.
         output_names: every output, in the model's order.
+        option_names: the model's ``BYTES`` inputs (e.g. the router's model choice).
     """
 
     input_name: str
     batched: bool
     output_names: tuple[str, ...]
+    option_names: tuple[str, ...] = ()
 
 
 class JpegClient:
@@ -76,28 +79,34 @@ class JpegClient:
 
         Raises:
             InferenceServerException: the model is unknown or not ready.
-            ValueError: the model does not take a single ``UINT8`` input.
+            ValueError: the model does not take exactly one ``UINT8`` input.
         """
         if model not in self._signatures:
             metadata = self._metadata(model)
             inputs = metadata["inputs"]
-            if len(inputs) != 1 or inputs[0]["datatype"] != "UINT8":
+            jpeg_inputs = [i for i in inputs if i["datatype"] == "UINT8"]
+            options = [i["name"] for i in inputs if i["datatype"] == "BYTES"]
+            if len(jpeg_inputs) != 1 or len(jpeg_inputs) + len(options) != len(inputs):
                 raise ValueError(
                     f"model {model!r} does not take a single UINT8 input of JPEG bytes: {inputs}"
                 )
             self._signatures[model] = ModelSignature(
-                input_name=inputs[0]["name"],
-                batched=len(inputs[0]["shape"]) == 2,
+                input_name=jpeg_inputs[0]["name"],
+                batched=len(jpeg_inputs[0]["shape"]) == 2,
                 output_names=tuple(output["name"] for output in metadata["outputs"]),
+                option_names=tuple(options),
             )
         return self._signatures[model]
 
-    def infer(self, model: str, jpeg: bytes) -> dict[str, np.ndarray]:
+    def infer(
+        self, model: str, jpeg: bytes, options: Mapping[str, str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Sends one JPEG and returns every output of the model for it.
 
         Args:
             model: model name, e.g. ``"preprocess_ensemble"``.
             jpeg: the encoded file, as read from disk.
+            options: values of the model's ``BYTES`` inputs by name, e.g. ``{"MODELS": "both"}``.
 
         Returns:
             Output name -> array, without the batch dimension for batched models.
@@ -111,8 +120,16 @@ class JpegClient:
             data = data[np.newaxis]
         infer_input = self._module.InferInput(signature.input_name, list(data.shape), "UINT8")
         infer_input.set_data_from_numpy(data)
+        inputs = [infer_input]
+        for name, value in (options or {}).items():
+            text = np.array([value.encode("utf-8")], dtype=np.object_)
+            if signature.batched:
+                text = text[np.newaxis]
+            option = self._module.InferInput(name, list(text.shape), "BYTES")
+            option.set_data_from_numpy(text)
+            inputs.append(option)
         requested = [self._module.InferRequestedOutput(name) for name in signature.output_names]
-        result = self._client.infer(model, [infer_input], outputs=requested)
+        result = self._client.infer(model, inputs, outputs=requested)
         outputs = {name: result.as_numpy(name) for name in signature.output_names}
         if signature.batched:
             outputs = {name: value[0] for name, value in outputs.items()}

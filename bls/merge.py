@@ -1,0 +1,84 @@
+"""The router's answer: every detector's results for one image, tagged by model, in one document.
+
+The answer is two tensors. ``DETECTIONS`` holds one JSON document (any language parses it)::
+
+    {"image": {"height": 427, "width": 640},
+     "models": {
+       "pointer": {"status": "ok", "instances": [
+         {"class": "pointer", "class_id": 0, "score": 0.91, "box": [x1, y1, x2, y2],
+          "mask": {"rect": [x, y, width, height], "offset": 0}}, ...]},
+       "insulator": {"status": "error", "error": "insulator: ...", "instances": []}}}
+
+Boxes are in original image pixels. Mask pixels stay out of the JSON: ``MASKS`` (``uint8``)
+concatenates every mask crop, and each instance's mask is the ``width * height`` bytes from
+``offset``, row-major, 1 inside, placed at ``(x, y)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DetectorResult", "merge_answer"]
+
+
+@dataclass
+class DetectorResult:
+    """One detector's outputs for one image (the arrays of its ``config.pbtxt`` outputs)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    mask_rects: np.ndarray | None = None
+    masks: np.ndarray | None = None
+
+
+def merge_answer(
+    height: int,
+    width: int,
+    results: Mapping[str, DetectorResult | str],
+    class_names: Mapping[str, list[str]],
+) -> tuple[bytes, np.ndarray]:
+    """Builds the answer for one image.
+
+    Args:
+        height: original image height.
+        width: original image width.
+        results: per detector, in answer order: its result, or the error message it failed with.
+        class_names: per detector, its ``CLASS_NAMES``.
+
+    Returns:
+        ``(detections_json, masks)``: the UTF-8 JSON document and the concatenated mask crops.
+    """
+    models: dict[str, Any] = {}
+    mask_chunks: list[np.ndarray] = []
+    offset = 0
+    for model, result in results.items():
+        if isinstance(result, str):
+            models[model] = {"status": "error", "error": result, "instances": []}
+            continue
+        names = class_names[model]
+        instances = []
+        for i in range(len(result.scores)):
+            class_id = int(result.classes[i])
+            instance: dict[str, Any] = {
+                "class": names[class_id] if 0 <= class_id < len(names) else str(class_id),
+                "class_id": class_id,
+                "score": float(result.scores[i]),
+                "box": [float(v) for v in result.boxes[i]],
+            }
+            if result.mask_rects is not None:
+                rect = [int(v) for v in result.mask_rects[i]]
+                instance["mask"] = {"rect": rect, "offset": offset}
+                offset += rect[2] * rect[3]
+            instances.append(instance)
+        if result.masks is not None:
+            mask_chunks.append(result.masks)
+        models[model] = {"status": "ok", "instances": instances}
+    document = {"image": {"height": height, "width": width}, "models": models}
+    masks = np.concatenate(mask_chunks) if mask_chunks else np.zeros(0, dtype=np.uint8)
+    return json.dumps(document).encode(), masks.astype(np.uint8, copy=False)

@@ -1,0 +1,60 @@
+"""What the router learns from the model repository: the tensors and classes of its detectors.
+
+The router calls ``preprocess`` and the detectors by name. Their tensor names and class names
+are read from their own ``config.pbtxt`` and detectron2 YAML, so they are written down once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+__all__ = ["ModelTensors", "class_names", "model_tensors"]
+
+
+@dataclass(frozen=True)
+class ModelTensors:
+    """Input and output names of a model, in ``config.pbtxt`` order."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    parameters: dict[str, str]
+
+
+def read_config(repository: Path, model: str) -> model_config_pb2.ModelConfig:
+    """Parses ``repository/<model>/config.pbtxt``.
+
+    Raises:
+        FileNotFoundError: the model has no config in this repository.
+    """
+    path = repository / model / "config.pbtxt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model {model!r} in {repository} ({path} is missing)")
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def model_tensors(repository: Path, model: str) -> ModelTensors:
+    """Input and output names and parameters of ``model``."""
+    config = read_config(repository, model)
+    return ModelTensors(
+        inputs=tuple(t.name for t in config.input),
+        outputs=tuple(t.name for t in config.output),
+        parameters={k: v.string_value for k, v in config.parameters.items()},
+    )
+
+
+def class_names(repository: Path, detector: str) -> list[str]:
+    """``CLASS_NAMES`` of the detectron2 YAML a detector's ``detectron2_config`` names.
+
+    Read as plain YAML: the router needs the names, not detectron2.
+    """
+    tensors = model_tensors(repository, detector)
+    yaml_path = repository / detector / tensors.parameters["detectron2_config"]
+    names = yaml.safe_load(yaml_path.read_text()).get("CLASS_NAMES")
+    if not names:
+        raise ValueError(f"{yaml_path} has no CLASS_NAMES")
+    return [str(name) for name in names]

@@ -1,0 +1,39 @@
+"""Which detectors a request asks for."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["ALL_MODELS", "RoutingError", "choose_detectors"]
+
+# The choice that runs every detector.
+ALL_MODELS = "both"
+
+
+class RoutingError(ValueError):
+    """The request names no known detector; the message lists the choices."""
+
+
+def choose_detectors(requested: str | None, detectors: Sequence[str], default: str) -> list[str]:
+    """Resolves a request's model choice to the detectors to run, in repository order.
+
+    Args:
+        requested: the request's choice (``"pointer"``, ``"insulator"``, ``"both"``, or several
+            detector names joined by commas); ``None`` or empty takes ``default``.
+        detectors: every detector the router serves.
+        default: the choice when the request makes none.
+
+    Raises:
+        RoutingError: a name is not one of ``detectors`` or :data:`ALL_MODELS`.
+    """
+    choice = (requested or "").strip() or default
+    if choice == ALL_MODELS:
+        return list(detectors)
+    names = [name.strip() for name in choice.split(",")]
+    unknown = [name for name in names if name not in detectors]
+    if unknown or not names:
+        choices = ", ".join([*detectors, ALL_MODELS])
+        raise RoutingError(
+            f"unknown model {', '.join(map(repr, unknown))}; choose one of {choices}"
+        )
+    return [name for name in detectors if name in names]

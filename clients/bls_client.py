@@ -1,0 +1,116 @@
+"""Inspect photos: one request per JPEG to the ``inspect`` router, one merged answer each.
+
+python clients/bls_client.py --models both image.jpg
+python clients/bls_client.py --models pointer --draw out/ photos/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from clients.answer import draw_answer, format_answer, parse_answer
+from clients.jpeg_client import (
+    InferenceServerException,
+    JpegClient,
+    add_connection_arguments,
+    find_jpegs,
+)
+
+ROUTER = "inspect"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        description="Send JPEGs to the inspect router, which runs the pointer (meter needle) "
+        "and/or insulator detector on each and answers with both results merged. Prints a "
+        "readable summary (or JSON) and can draw the detections. Exits 1 if any image or "
+        "detector fails, with the server's message.",
+    )
+    parser.add_argument("images", nargs="+", type=Path, help="JPEG files or folders of them.")
+    parser.add_argument(
+        "--models",
+        default="both",
+        help="Detectors to run: pointer, insulator or both. Default is both.",
+    )
+    add_connection_arguments(parser)
+    parser.add_argument(
+        "--json", action="store_true", help="Print one JSON document per image instead of text."
+    )
+    parser.add_argument(
+        "--draw",
+        type=Path,
+        metavar="OUT",
+        help="Write the photo with masks, boxes, class names and scores drawn on it: to OUT for "
+        "one image, or into folder OUT (as <name>.detections.jpg) for several.",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=0.0,
+        help="Show and draw only instances scoring at least this. Default is 0 (all).",
+    )
+    return parser.parse_args(argv)
+
+
+def _draw_path(out: Path, image: Path, several: bool) -> Path:
+    if several or out.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        return out / f"{image.stem}.detections.jpg"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Inspects each image; returns 0 if every image and detector succeeded, 1 otherwise."""
+    args = parse_args(argv)
+    try:
+        paths = find_jpegs(args.images)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failed = False
+    with JpegClient(args.url, args.protocol) as client:
+        options_name = client.signature(ROUTER).option_names[0]
+        for path in paths:
+            start = time.perf_counter()
+            try:
+                outputs = client.infer(ROUTER, path.read_bytes(), {options_name: args.models})
+            except InferenceServerException as error:
+                failed = True
+                print(f"{path}: error: {error.message()}", file=sys.stderr)
+                continue
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            detections, masks = client.signature(ROUTER).output_names
+            answer = parse_answer(outputs[detections][0], outputs[masks])
+            errors = [f"{n}: {r.error}" for n, r in answer.models.items() if r.status != "ok"]
+            failed = failed or bool(errors)
+            if args.json:
+                print(
+                    json.dumps(
+                        {"image": str(path), "latency_ms": round(elapsed_ms, 1), **answer.to_json()}
+                    )
+                )
+            else:
+                print(f"{path}: ({elapsed_ms:.0f} ms, {args.protocol})")
+                print(format_answer(answer, args.min_score))
+            for message in errors:
+                print(f"{path}: error: {message}", file=sys.stderr)
+            if args.draw:
+                out = _draw_path(args.draw, path, len(paths) > 1)
+                # Drawn as a photo viewer shows it, which is how the router answers.
+                photo = ImageOps.exif_transpose(Image.open(path))
+                draw_answer(photo, answer, args.min_score).save(out, quality=90)
+                print(f"{path}: drawn to {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Triton python-backend BLS model "inspect": route one JPEG to pointer, insulator or both.
+
+Decodes once (``preprocess``), runs the chosen detectors concurrently with ``async_exec``, and
+merges their results into one answer (``bls.merge``). A detector that fails is reported in the
+answer next to the other's results; a bad request (unknown model, undecodable image) fails alone.
+"""
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from bls.merge import DetectorResult, merge_answer
+from bls.repository import class_names, model_tensors
+from bls.routing import RoutingError, choose_detectors
+from server.python_models import invalid_argument, model_parameters
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        model_config = json.loads(args["model_config"])
+        params = model_parameters(model_config)
+        repository = Path(args["model_repository"]).parent
+        self.jpeg_input, self.models_input = (i["name"] for i in model_config["input"])
+        self.detections_output, self.masks_output = (o["name"] for o in model_config["output"])
+        self.preprocess_model = params["preprocess_model"]
+        self.preprocess = model_tensors(repository, self.preprocess_model)
+        self.detectors = params["detectors"].split(",")
+        self.detector_tensors = {name: model_tensors(repository, name) for name in self.detectors}
+        self.class_names = {name: class_names(repository, name) for name in self.detectors}
+        self.default_models = params["default_models"]
+
+    async def execute(self, requests):
+        answers = await asyncio.gather(
+            *(self._answer(request) for request in requests), return_exceptions=True
+        )
+        # An unexpected failure answers its own request, never the whole batch.
+        return [
+            pb_utils.InferenceResponse(error=pb_utils.TritonError(f"inspect: {answer}"))
+            if isinstance(answer, Exception)
+            else answer
+            for answer in answers
+        ]
+
+    async def _answer(self, request):
+        choice = pb_utils.get_input_tensor_by_name(request, self.models_input)
+        requested = None
+        if choice is not None:
+            requested = choice.as_numpy().reshape(-1)[0].decode("utf-8", errors="replace")
+        try:
+            detectors = choose_detectors(requested, self.detectors, self.default_models)
+        except RoutingError as error:
+            return invalid_argument(str(error))
+
+        jpeg = pb_utils.get_input_tensor_by_name(request, self.jpeg_input)
+        if jpeg is None:
+            return invalid_argument(f"missing input {self.jpeg_input}: the JPEG file's bytes")
+        preprocessed = await pb_utils.InferenceRequest(
+            model_name=self.preprocess_model,
+            requested_output_names=list(self.preprocess.outputs),
+            inputs=[pb_utils.Tensor(self.preprocess.inputs[0], jpeg.as_numpy())],
+        ).async_exec()
+        if preprocessed.has_error():
+            return invalid_argument(preprocessed.error().message())
+        # The detectors take preprocess's outputs in order, as the ensembles map them.
+        tensors = [
+            pb_utils.get_output_tensor_by_name(preprocessed, n) for n in self.preprocess.outputs
+        ]
+
+        outcomes = await asyncio.gather(*(self._detect(name, tensors) for name in detectors))
+        height, width = (int(v) for v in tensors[-1].as_numpy().reshape(-1))
+        document, masks = merge_answer(
+            height, width, dict(zip(detectors, outcomes, strict=True)), self.class_names
+        )
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor(self.detections_output, np.array([[document]], dtype=np.object_)),
+                pb_utils.Tensor(self.masks_output, masks[np.newaxis]),
+            ]
+        )
+
+    async def _detect(self, detector, preprocessed):
+        """One detector's result, or its error message: a failure stays in its own slot."""
+        names = self.detector_tensors[detector]
+        response = await pb_utils.InferenceRequest(
+            model_name=detector,
+            requested_output_names=list(names.outputs),
+            inputs=[_renamed(t, n) for t, n in zip(preprocessed, names.inputs, strict=True)],
+        ).async_exec()
+        if response.has_error():
+            return f"{detector}: {response.error().message()}"
+        arrays = [
+            pb_utils.get_output_tensor_by_name(response, n).as_numpy()[0] for n in names.outputs
+        ]
+        return DetectorResult(*arrays)
+
+    def finalize(self):
+        self.detector_tensors = None
+
+
+def _renamed(tensor, name):
+    """The same data under another input name, without leaving the GPU if it is there."""
+    if tensor.is_cpu():
+        return pb_utils.Tensor(name, tensor.as_numpy())
+    return pb_utils.Tensor.from_dlpack(name, tensor.to_dlpack())

@@ -1,0 +1,126 @@
+"""bls/ (routing, merging, repository reading) and clients/answer.py, in process."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bls.merge import DetectorResult, merge_answer
+from bls.repository import class_names, model_tensors
+from bls.routing import RoutingError, choose_detectors
+from clients.answer import draw_answer, format_answer, parse_answer
+from server.launch import REPO_ROOT
+
+DETECTORS = ["pointer", "insulator"]
+REPOSITORY = REPO_ROOT / "repository"
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [
+        ("pointer", ["pointer"]),
+        ("insulator", ["insulator"]),
+        ("both", ["pointer", "insulator"]),
+        ("insulator,pointer", ["pointer", "insulator"]),
+        (None, ["pointer", "insulator"]),
+        ("  ", ["pointer", "insulator"]),
+    ],
+)
+def test_choose_detectors(requested: str | None, expected: list[str]) -> None:
+    assert choose_detectors(requested, DETECTORS, default="both") == expected
+
+
+@pytest.mark.parametrize("requested", ["needle", "pointer,nope", "BOTH", ","])
+def test_unknown_model_names_the_choices(requested: str) -> None:
+    with pytest.raises(RoutingError, match="choose one of pointer, insulator, both"):
+        choose_detectors(requested, DETECTORS, default="both")
+
+
+def test_router_reads_names_from_the_repository() -> None:
+    preprocess = model_tensors(REPOSITORY, "preprocess")
+    pointer = model_tensors(REPOSITORY, "pointer")
+    assert preprocess.inputs == ("JPEG",)
+    assert len(preprocess.outputs) == len(pointer.inputs) == 2
+    assert pointer.outputs[:3] == ("BOXES", "SCORES", "CLASSES")
+    assert class_names(REPOSITORY, "pointer") == ["pointer", "dial"]
+    assert class_names(REPOSITORY, "insulator") == ["insulator", "defect"]
+    inspect = model_tensors(REPOSITORY, "inspect")
+    assert inspect.parameters["detectors"].split(",") == DETECTORS
+    with pytest.raises(FileNotFoundError, match="no model 'missing'"):
+        model_tensors(REPOSITORY, "missing")
+
+
+def pointer_result() -> DetectorResult:
+    rects = np.array([[10, 20, 3, 2], [0, 0, 2, 2]], dtype=np.int32)
+    masks = np.array([1, 0, 1, 0, 1, 1, 1, 1, 0, 0], dtype=np.uint8)
+    return DetectorResult(
+        boxes=np.array([[10.2, 20.5, 12.9, 21.7], [0, 0, 1.5, 1.5]], np.float32),
+        scores=np.array([0.9, 0.3], np.float32),
+        classes=np.array([0, 1], np.int32),
+        mask_rects=rects,
+        masks=masks,
+    )
+
+
+def test_merge_tags_results_by_model_and_keeps_masks_out_of_json() -> None:
+    insulator = DetectorResult(
+        np.array([[1, 2, 3, 4]], np.float32), np.array([0.5], np.float32), np.array([1], np.int32)
+    )
+    document, masks = merge_answer(
+        30,
+        40,
+        {"pointer": pointer_result(), "insulator": insulator},
+        {"pointer": ["pointer", "dial"], "insulator": ["insulator", "defect"]},
+    )
+    parsed = json.loads(document)
+    assert parsed["image"] == {"height": 30, "width": 40}
+    pointer = parsed["models"]["pointer"]
+    assert pointer["status"] == "ok"
+    assert [i["class"] for i in pointer["instances"]] == ["pointer", "dial"]
+    assert [i["mask"] for i in pointer["instances"]] == [
+        {"rect": [10, 20, 3, 2], "offset": 0},
+        {"rect": [0, 0, 2, 2], "offset": 6},
+    ]
+    assert parsed["models"]["insulator"]["instances"][0]["class"] == "defect"
+    assert "mask" not in parsed["models"]["insulator"]["instances"][0]
+    assert masks.dtype == np.uint8 and masks.size == 10
+
+
+def test_a_failed_detector_keeps_the_other_result() -> None:
+    document, _ = merge_answer(
+        30,
+        40,
+        {"pointer": pointer_result(), "insulator": "insulator: stub died"},
+        {"pointer": ["pointer", "dial"], "insulator": ["insulator", "defect"]},
+    )
+    answer = parse_answer(document, np.ones(10, np.uint8))
+    assert answer.models["pointer"].status == "ok"
+    assert len(answer.models["pointer"].instances) == 2
+    assert answer.models["insulator"].status == "error"
+    assert answer.models["insulator"].error == "insulator: stub died"
+    assert "insulator: ERROR insulator: stub died" in format_answer(answer)
+
+
+def test_parse_answer_cuts_masks_back_out() -> None:
+    result = pointer_result()
+    document, masks = merge_answer(30, 40, {"pointer": result}, {"pointer": ["pointer", "dial"]})
+    answer = parse_answer(document, masks)
+    first, second = answer.models["pointer"].instances
+    np.testing.assert_array_equal(first.mask, [[1, 0, 1], [0, 1, 1]])
+    assert first.mask_origin == (10, 20)
+    np.testing.assert_array_equal(second.mask, [[1, 1], [0, 0]])
+    assert first.box == pytest.approx((10.2, 20.5, 12.9, 21.7), abs=1e-5)
+
+
+def test_draw_marks_boxes_and_masks() -> None:
+    document, masks = merge_answer(
+        30, 40, {"pointer": pointer_result()}, {"pointer": ["pointer", "dial"]}
+    )
+    photo = Image.new("RGB", (40, 30), (0, 0, 0))
+    drawn = np.asarray(draw_answer(photo, parse_answer(document, masks)))
+    assert drawn.shape == (30, 40, 3)
+    assert drawn[21, 10].sum() > 0, "box outline drawn"
+    assert np.asarray(draw_answer(photo, parse_answer(document, masks), min_score=2)).sum() == 0

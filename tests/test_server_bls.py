@@ -1,0 +1,247 @@
+"""The inspect router (BLS) and clients/bls_client.py through the real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clients.answer import Answer, parse_answer
+from clients.jpeg_client import InferenceServerException, JpegClient
+from server.launch import REPO_ROOT, Ports, TritonServer
+from tests.support import free_ports
+
+ROUTER = "inspect"
+
+
+def connect(server: TritonServer, protocol: str) -> JpegClient:
+    port = server.ports.http if protocol == "http" else server.ports.grpc
+    return JpegClient(f"localhost:{port}", protocol)
+
+
+def inspect(client: JpegClient, jpeg: bytes, models: str | None) -> Answer:
+    outputs = client.infer(ROUTER, jpeg, {"MODELS": models} if models else None)
+    return parse_answer(outputs["DETECTIONS"][0], outputs["MASKS"])
+
+
+def as_comparable(answer: Answer, model: str) -> list[tuple]:
+    result = answer.models[model]
+    assert result.status == "ok", result.error
+    return [
+        (
+            i.class_name,
+            i.score,
+            i.box,
+            None if i.mask is None else (i.mask_origin, i.mask.tobytes()),
+        )
+        for i in result.instances
+    ]
+
+
+@pytest.fixture(scope="module")
+def photo(jpegs: dict[str, bytes]) -> bytes:
+    return jpegs["landscape_640x427"]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_each_choice_and_both_is_the_union(
+    triton_server: TritonServer, photo: bytes, protocol: str
+) -> None:
+    with connect(triton_server, protocol) as client:
+        pointer = inspect(client, photo, "pointer")
+        insulator = inspect(client, photo, "insulator")
+        both = inspect(client, photo, "both")
+        default = inspect(client, photo, None)
+    assert list(pointer.models) == ["pointer"]
+    assert list(insulator.models) == ["insulator"]
+    assert list(both.models) == ["pointer", "insulator"]
+    for answer in (pointer, insulator, both):
+        assert (answer.height, answer.width) == (427, 640)
+    assert len(pointer.models["pointer"].instances) > 0
+    assert len(insulator.models["insulator"].instances) > 0
+    assert all(i.mask is not None for i in pointer.models["pointer"].instances)
+    assert as_comparable(both, "pointer") == as_comparable(pointer, "pointer")
+    assert as_comparable(both, "insulator") == as_comparable(insulator, "insulator")
+    assert as_comparable(default, "pointer") == as_comparable(both, "pointer")
+
+
+def test_router_answers_what_the_ensembles_answer(
+    triton_server: TritonServer, photo: bytes
+) -> None:
+    with connect(triton_server, "grpc") as client:
+        answer = inspect(client, photo, "both")
+        ensemble = client.infer("insulator_ensemble", photo)
+    boxes = np.array([i.box for i in answer.models["insulator"].instances], np.float32)
+    np.testing.assert_array_equal(boxes, ensemble["BOXES"])
+    np.testing.assert_array_equal(
+        [i.score for i in answer.models["insulator"].instances], ensemble["SCORES"]
+    )
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize(
+    ("jpeg", "models", "message"),
+    [
+        (None, "needle", "unknown model 'needle'; choose one of pointer, insulator, both"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(32), "both", "not a JPEG (looks like PNG)"),
+        (b"", "pointer", "empty input"),
+    ],
+)
+def test_bad_requests_get_clear_errors(
+    triton_server: TritonServer,
+    photo: bytes,
+    protocol: str,
+    jpeg: bytes | None,
+    models: str,
+    message: str,
+) -> None:
+    with connect(triton_server, protocol) as client:
+        with pytest.raises(InferenceServerException) as error:
+            inspect(client, photo if jpeg is None else jpeg, models)
+        assert message in error.value.message()
+        assert inspect(client, photo, "insulator").models["insulator"].status == "ok"
+
+
+def test_missing_jpeg_input_is_refused_by_name(triton_server: TritonServer) -> None:
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(f"localhost:{triton_server.ports.grpc}") as client:
+        choice = grpcclient.InferInput("MODELS", [1, 1], "BYTES")
+        choice.set_data_from_numpy(np.array([[b"both"]], dtype=np.object_))
+        with pytest.raises(InferenceServerException, match="JPEG"):
+            client.infer(ROUTER, [choice])
+
+
+def test_mixed_concurrent_batch_answers_the_good_requests(
+    triton_server: TritonServer, photo: bytes
+) -> None:
+    requests = [
+        (photo, "insulator"),
+        (photo, "needle"),
+        (photo[: len(photo) // 3], "insulator"),
+        (photo, "insulator"),
+        (b"GIF89a" + bytes(16), "insulator"),
+        (photo, "insulator"),
+    ]
+    with connect(triton_server, "grpc") as client:
+        expected = as_comparable(inspect(client, photo, "insulator"), "insulator")
+
+    def send(request: tuple[bytes, str]) -> Answer | str:
+        with connect(triton_server, "grpc") as client:
+            try:
+                return inspect(client, *request)
+            except InferenceServerException as error:
+                return error.message()
+
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        results = list(pool.map(send, requests))
+    for (jpeg, models), result in zip(requests, results, strict=True):
+        if jpeg is photo and models == "insulator":
+            assert isinstance(result, Answer), result
+            assert as_comparable(result, "insulator") == expected
+        else:
+            assert isinstance(result, str), "a bad request must fail"
+            assert any(
+                text in result for text in ("unknown model", "cannot decode JPEG", "not a JPEG")
+            ), result
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_cli_prints_and_draws(
+    triton_server: TritonServer, photo: bytes, tmp_path: Path, protocol: str
+) -> None:
+    image = tmp_path / "meter.jpg"
+    image.write_bytes(photo)
+    drawn = tmp_path / "drawn.jpg"
+    port = triton_server.ports.http if protocol == "http" else triton_server.ports.grpc
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "clients" / "bls_client.py"),
+        "--protocol",
+        protocol,
+        "--url",
+        f"localhost:{port}",
+    ]
+    run = subprocess.run(
+        [*command, "--models", "both", "--draw", str(drawn), str(image)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "image 640x427" in run.stdout
+    assert "pointer: " in run.stdout and "insulator: " in run.stdout
+    assert f"drawn to {drawn}" in run.stdout
+    picture = Image.open(drawn)
+    assert picture.size == (640, 427)
+    original = np.asarray(Image.open(image).convert("RGB"), dtype=np.int16)
+    assert np.abs(np.asarray(picture, dtype=np.int16) - original).mean() > 1, "nothing drawn"
+
+    as_json = subprocess.run(
+        [*command, "--models", "pointer", "--json", str(image)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert list(document["models"]) == ["pointer"]
+    assert document["models"]["pointer"]["instances"][0]["mask_pixels"] >= 0
+
+    failed = subprocess.run(
+        [*command, "--models", "needle", str(image)], capture_output=True, text=True, timeout=120
+    )
+    assert failed.returncode == 1
+    assert "unknown model 'needle'" in failed.stderr
+
+
+def _stub_pid(server_pid: int, model: str) -> int:
+    """The python-backend stub process serving ``model`` (a child of the server)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if os.getpgid(int(entry.name)) != server_pid:
+                continue
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if "triton_python_backend_stub" in cmdline and f"/{model}/1/model.py" in cmdline:
+            return int(entry.name)
+    raise LookupError(f"no stub process for {model}")
+
+
+def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes) -> None:
+    """Kill the insulator's stub while a `both` request is in flight: pointer still answers."""
+    server = TritonServer(Ports(*free_ports(3)), log_path=tmp_path / "triton.log")
+    with server:
+        server.wait_until_ready(timeout_s=600)
+        assert server.pid is not None
+        victim = _stub_pid(server.pid, "insulator")
+        result: dict[str, Answer] = {}
+
+        def request() -> None:
+            with connect(server, "grpc") as client:
+                result["answer"] = inspect(client, photo, "both")
+
+        sender = threading.Thread(target=request)
+        sender.start()
+        time.sleep(1.0)  # preprocessing is done in ~50 ms; the detectors run for seconds
+        os.kill(victim, signal.SIGKILL)
+        sender.join(timeout=120)
+        assert "answer" in result, "the request got no answer"
+        answer = result["answer"]
+        assert answer.models["pointer"].status == "ok"
+        assert len(answer.models["pointer"].instances) > 0
+        assert answer.models["insulator"].status == "error"
+        assert "insulator" in (answer.models["insulator"].error or "")
