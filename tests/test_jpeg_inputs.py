@@ -218,7 +218,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Image.Image, bytes], bytes], str]] = {
         lambda photo, good: good[:-2],
         "truncated JPEG: the image data ends before the end-of-image marker",
     ),
-    # 1.2 GB to decode: the decoder would allocate it, then fail on the short data.
+    # Without the header check DALI decodes it: 1.2 GB, the missing data filled in grey.
     "bomb": (
         lambda photo, good: with_frame_size(good, 20000, 20000),
         "image is 20000x20000, above the limit of 120000000 pixels",
