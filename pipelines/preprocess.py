@@ -145,6 +145,10 @@ def decode_and_resize(
         device=decoder_device,
         output_type=_CHANNEL_ORDERS[config.channel_order],
         adjust_orientation=True,
+        # nvJPEG (device="mixed") upsamples 4:2:0 and 4:2:2 chroma more crudely than
+        # libjpeg-turbo and PIL do; this makes it use their "fancy" upsampling. The CPU
+        # decoder does so anyway.
+        jpeg_fancy_upsampling=True,
     )
     # detectron2 resizes with PIL's BILINEAR: a triangle filter (linear when enlarging, as wide
     # as the scale factor when shrinking) applied horizontally, rounded to uint8, then
