@@ -1,11 +1,11 @@
 """Checks one request's bytes from the JPEG header alone, before anything is decoded.
 
-A batched DALI decode gives one error for the whole batch, says little about the cause, and
-allocates the output the header claims before it reads a single pixel: a 2 KB file whose
-header says 65000x65000 would make it reserve 12 GB. So each request's bytes are looked at here
-first, in plain Python and without decoding: what the file is, how big the image is, whether
-the data reaches the end-of-image marker. Only bytes that pass go to the decoder, on the CPU
-and the GPU path alike.
+A batched DALI decode gives one error for the whole batch and says little about the cause.
+Worse, it decodes whatever size the header claims, filling in missing data: a 2 KB file whose
+header says 20000x20000 grew the decoding process by 2.3 GB here, and 65000x65000 asks for
+12.7 GB. So each request's bytes are looked at here first, in plain Python and without
+decoding: what the file is, how big the image is, whether the data reaches the end-of-image
+marker. Only bytes that pass go to the decoder, on the CPU and the GPU path alike.
 """
 
 from __future__ import annotations
