@@ -21,32 +21,17 @@ from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
 from nvidia.dali.pipeline import Pipeline
 
+from pipelines.jpeg import DecodeError, check_jpeg
+
 __all__ = [
     "DecodeError",
     "PreprocessConfig",
     "Preprocessor",
     "decode_and_resize",
     "resized_shape",
-    "sniff_image_format",
 ]
 
 _CHANNEL_ORDERS = {"BGR": types.BGR, "RGB": types.RGB}
-
-# Magic numbers of formats a client may send by mistake, to name them in the error.
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"RIFF", "RIFF/WebP"),
-    (b"%PDF", "PDF"),
-)
-
-
-class DecodeError(ValueError):
-    """The bytes of one request are not a decodable JPEG; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +42,16 @@ class PreprocessConfig:
         shortest_edge: ``cfg.INPUT.MIN_SIZE_TEST``: the shorter side after resizing.
         max_size: ``cfg.INPUT.MAX_SIZE_TEST``: cap on the longer side after resizing.
         channel_order: ``cfg.INPUT.FORMAT``, ``"BGR"`` (detectron2's default) or ``"RGB"``.
+        max_bytes: largest JPEG file accepted, in bytes.
+        max_pixels: largest image accepted, width times height. Decoding holds the whole
+            image, 3 bytes a pixel, for every image of a batch at once.
     """
 
     shortest_edge: int = 800
     max_size: int = 1333
     channel_order: str = "BGR"
+    max_bytes: int = 64 * 1024 * 1024
+    max_pixels: int = 120_000_000
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, str]) -> PreprocessConfig:
@@ -75,6 +65,8 @@ class PreprocessConfig:
             shortest_edge=int(parameters["shortest_edge"]),
             max_size=int(parameters["max_size"]),
             channel_order=parameters["channel_order"],
+            max_bytes=int(parameters["max_bytes"]),
+            max_pixels=int(parameters["max_pixels"]),
         )
 
     def __post_init__(self) -> None:
@@ -87,6 +79,11 @@ class PreprocessConfig:
             raise ValueError(
                 f"channel_order must be one of {sorted(_CHANNEL_ORDERS)}, "
                 f"got {self.channel_order!r}"
+            )
+        if self.max_bytes <= 0 or self.max_pixels <= 0:
+            raise ValueError(
+                f"max_bytes and max_pixels must be positive, got {self.max_bytes}, "
+                f"{self.max_pixels}"
             )
 
 
@@ -113,26 +110,6 @@ def resized_shape(height: int, width: int, shortest_edge: int, max_size: int) ->
     return math.floor(new_h + 0.5), math.floor(new_w + 0.5)
 
 
-def sniff_image_format(data: bytes) -> str | None:
-    """Names the format of ``data`` if it is a known non-JPEG image, else ``None``."""
-    for magic, name in _MAGIC:
-        if data.startswith(magic):
-            return name
-    return None
-
-
-def _check_jpeg_bytes(data: np.ndarray) -> None:
-    """Cheap checks that give a clear message before the bytes reach a batched decode."""
-    if data.size == 0:
-        raise DecodeError("empty input: no bytes were sent")
-    head = data[:16].tobytes()
-    if head[:2] != b"\xff\xd8":
-        other = sniff_image_format(head)
-        if other:
-            raise DecodeError(f"not a JPEG (looks like {other})")
-        raise DecodeError("not a JPEG (no JPEG start-of-image marker)")
-
-
 @pipeline_def
 def decode_and_resize(
     input_name: str, config: PreprocessConfig, decoder_device: str
@@ -149,7 +126,9 @@ def decode_and_resize(
         decoder_device: ``"cpu"``, or ``"mixed"`` to decode with nvJPEG on the GPU.
     """
     jpegs = fn.external_source(name=input_name, dtype=types.UINT8, ndim=1)
-    shape = fn.peek_image_shape(jpegs, dtype=types.INT32)
+    # detectron2's read_image applies the EXIF orientation, and so must both of these (their
+    # default, stated here because ORIGINAL_SIZE and the detections depend on it).
+    shape = fn.peek_image_shape(jpegs, dtype=types.INT32, adjust_orientation=True)
     original_size = shape[0:2]
     height = fn.cast(shape[0], dtype=types.FLOAT64)
     width = fn.cast(shape[1], dtype=types.FLOAT64)
@@ -162,7 +141,14 @@ def decode_and_resize(
     new_h = dmath.floor(new_h * shrink + 0.5)
     new_w = dmath.floor(new_w * shrink + 0.5)
     images = fn.decoders.image(
-        jpegs, device=decoder_device, output_type=_CHANNEL_ORDERS[config.channel_order]
+        jpegs,
+        device=decoder_device,
+        output_type=_CHANNEL_ORDERS[config.channel_order],
+        adjust_orientation=True,
+        # nvJPEG (device="mixed") upsamples 4:2:0 and 4:2:2 chroma more crudely than
+        # libjpeg-turbo and PIL do; this makes it use their "fancy" upsampling. The CPU
+        # decoder does so anyway.
+        jpeg_fancy_upsampling=True,
     )
     # detectron2 resizes with PIL's BILINEAR: a triangle filter (linear when enlarging, as wide
     # as the scale factor when shrinking) applied horizontally, rounded to uint8, then
@@ -182,8 +168,11 @@ def decode_and_resize(
 class Preprocessor:
     """Runs :func:`decode_and_resize` on batches of JPEGs fed by hand.
 
-    One bad JPEG must not fail its batch: a batch whose decode fails is retried one image at
-    a time, so every image gets either its tensors or its own error. A DALI pipeline is unusable
+    One bad JPEG must not fail its batch. Each one is first checked from its header
+    (:func:`pipelines.jpeg.check_jpeg`: format, truncation, ``max_bytes``, ``max_pixels``), so
+    most bad inputs never reach DALI, and none that claims more pixels than allowed. A batch
+    whose decode still fails is retried one image at a time, so every image gets either its
+    tensors or its own error. A DALI pipeline is unusable
     after any error, so each failure rebuilds it (a few milliseconds).
 
     Examples:
@@ -250,7 +239,7 @@ class Preprocessor:
         pending = []
         for i, data in enumerate(jpegs):
             try:
-                _check_jpeg_bytes(data)
+                check_jpeg(data.tobytes(), self.config.max_bytes, self.config.max_pixels)
                 pending.append(i)
             except DecodeError as error:
                 results[i] = error
@@ -270,7 +259,7 @@ class Preprocessor:
             return self._run([jpeg])[0]
         except RuntimeError:
             self._pipe = self._build_pipeline()
-            return DecodeError("cannot decode JPEG: corrupt or truncated data")
+            return DecodeError("cannot decode JPEG: corrupt data")
 
     def _run(self, jpegs: list[np.ndarray]) -> list[tuple[Any, np.ndarray]]:
         self._pipe.feed_input(self.input_name, jpegs)

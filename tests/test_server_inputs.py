@@ -1,0 +1,135 @@
+"""Bad input through the real tritonserver: each request gets its own clear error, over HTTP and
+gRPC, and the server keeps serving. What each kind of JPEG gets is tested in process, in
+``test_jpeg_inputs.py``; here only what needs the server: messages crossing the ensemble and the
+wire, Triton's own checks of type and shape, and the stub's memory after a decompression bomb.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+from clients.jpeg_client import InferenceServerException, JpegClient
+from pipelines.preprocess import PreprocessConfig
+from server.launch import TritonServer
+from tests.support import assert_close_to_reference, reference_preprocess
+
+ENSEMBLE = "preprocess_ensemble"
+PROTOCOLS = ["http", "grpc"]
+CLIENTS = {"http": httpclient, "grpc": grpcclient}
+
+
+def port(server: TritonServer, protocol: str) -> int:
+    return server.ports.http if protocol == "http" else server.ports.grpc
+
+
+def with_frame_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """The same file with its baseline start-of-frame header claiming another size."""
+    sof = jpeg.index(b"\xff\xc0")
+    return jpeg[: sof + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[sof + 9 :]
+
+
+@pytest.fixture(params=PROTOCOLS)
+def client(request: pytest.FixtureRequest, triton_server: TritonServer) -> JpegClient:
+    with JpegClient(f"localhost:{port(triton_server, request.param)}", request.param) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda good: good[: len(good) // 2], "truncated JPEG: the image data ends before the"),
+        (lambda good: good[:200], "truncated JPEG: the data ends inside the header"),
+        (
+            lambda good: with_frame_size(good, 20000, 20000),
+            "image is 20000x20000, above the limit of 120000000 pixels",
+        ),
+        (lambda good: b"GIF89a" + bytes(64), "not a JPEG (looks like GIF)"),
+    ],
+)
+def test_bad_jpeg_error_reaches_the_client(
+    client: JpegClient, jpegs: dict[str, bytes], make: Callable[[bytes], bytes], message: str
+) -> None:
+    good = jpegs["landscape_640x427"]
+    with pytest.raises(InferenceServerException, match=re.escape(message)):
+        client.infer(ENSEMBLE, make(good))
+    outputs = client.infer(ENSEMBLE, good)
+    reference, _ = reference_preprocess(good, PreprocessConfig())
+    assert_close_to_reference(outputs["IMAGE"], reference)
+
+
+def test_input_above_max_bytes_is_refused(
+    triton_server: TritonServer, jpegs: dict[str, bytes]
+) -> None:
+    limit = PreprocessConfig().max_bytes
+    oversized = jpegs["landscape_640x427"] + bytes(limit)  # a valid JPEG, then padding
+    with JpegClient(f"localhost:{triton_server.ports.grpc}", "grpc") as client:
+        with pytest.raises(InferenceServerException, match=re.escape("above the limit of")):
+            client.infer(ENSEMBLE, oversized)
+        assert client.infer(ENSEMBLE, jpegs["tiny_64x48"])["IMAGE"].shape == (800, 1067, 3)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(
+    ("data", "datatype", "message"),
+    [
+        # Checked by Triton against config.pbtxt before the model runs.
+        (
+            np.zeros((1, 16), np.float32),
+            "FP32",
+            "inference input 'JPEG' data-type is 'FP32', but model 'preprocess_ensemble' "
+            "expects 'UINT8'",
+        ),
+        # The bytes without the batch dimension: Triton reads [N] as a batch of N.
+        (np.zeros(64, np.uint8), "UINT8", "inference request batch-size must be <= 8"),
+        (np.zeros((1, 4, 4), np.uint8), "UINT8", "unexpected shape for input 'JPEG'"),
+        # Checked by the preprocess model.
+        (np.zeros((2, 16), np.uint8), "UINT8", "expected one JPEG per request"),
+        (np.zeros((1, 0), np.uint8), "UINT8", "empty input: no bytes were sent"),
+    ],
+)
+def test_hand_written_request_of_wrong_type_or_shape(
+    triton_server: TritonServer, protocol: str, data: np.ndarray, datatype: str, message: str
+) -> None:
+    module = CLIENTS[protocol]
+    client = module.InferenceServerClient(f"localhost:{port(triton_server, protocol)}")
+    infer_input = module.InferInput("JPEG", list(data.shape), datatype)
+    infer_input.set_data_from_numpy(data)
+    with pytest.raises(InferenceServerException, match=re.escape(message)):
+        client.infer(ENSEMBLE, [infer_input])
+    client.close()
+
+
+def stub_rss_mib(server: TritonServer, model: str) -> float:
+    """Resident memory of the python-backend stub process that runs ``model``."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            cmdline = (status.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue  # the process ended while we looked
+        if int(fields["PPid"]) == server.pid and f"{model}_0".encode() in cmdline:
+            return int(fields["VmRSS"].split()[0]) / 1024
+    raise AssertionError(f"no stub process for {model}")
+
+
+def test_decompression_bomb_allocates_nothing(
+    triton_server: TritonServer, jpegs: dict[str, bytes]
+) -> None:
+    # Without the header check this 2 KB file is decoded (libjpeg-turbo fills in the missing
+    # data) and the stub grows by 2.3 GB; bigger claims would risk the test machine.
+    bomb = with_frame_size(jpegs["landscape_640x427"], 20000, 20000)
+    with JpegClient(f"localhost:{triton_server.ports.grpc}", "grpc") as client:
+        client.infer(ENSEMBLE, jpegs["landscape_640x427"])  # buffers for a normal image exist
+        before = stub_rss_mib(triton_server, "preprocess")
+        for _ in range(5):
+            with pytest.raises(InferenceServerException, match="above the limit"):
+                client.infer(ENSEMBLE, bomb)
+        after = stub_rss_mib(triton_server, "preprocess")
+    assert after - before < 50, f"preprocess stub grew from {before:.0f} to {after:.0f} MiB"
