@@ -133,6 +133,11 @@ class TritonServer:
             start_new_session=True,
         )
 
+    def url(self, protocol: str) -> str:
+        """``localhost:PORT`` of the server's ``"http"`` or ``"grpc"`` endpoint."""
+        ports = {"http": self.ports.http, "grpc": self.ports.grpc}
+        return f"localhost:{ports[protocol]}"
+
     @property
     def pid(self) -> int | None:
         """Process id of the running server, if started."""

@@ -13,7 +13,9 @@ from detectron2.data import transforms as T
 from detectron2.data.detection_utils import convert_PIL_to_numpy
 from PIL import Image
 
+from clients.jpeg_client import JpegClient
 from pipelines.preprocess import PreprocessConfig
+from server.launch import TritonServer
 
 # A real photograph that ships with matplotlib (512x600, baseline 4:2:0 JPEG): the test images
 # are re-encodings of it at the sizes and aspect ratios a field camera may send.
@@ -87,6 +89,11 @@ def assert_close_to_reference(
     interior = diff[1:-1, 1:-1]
     assert interior.max() <= MAX_INTERIOR_DIFF, f"largest interior difference {interior.max()}"
     assert diff.mean() <= max_mean_diff, f"mean pixel difference {diff.mean():.3f}"
+
+
+def connect(server: TritonServer, protocol: str) -> JpegClient:
+    """A client of ``server`` over ``protocol`` (``"http"`` or ``"grpc"``)."""
+    return JpegClient(server.url(protocol), protocol)
 
 
 def as_array(jpeg: bytes) -> np.ndarray:

@@ -24,6 +24,7 @@ from clients.jpeg_client import JpegClient
 from clients.masks import paste_masks
 from pipelines.detector import load_config
 from server.launch import REPO_ROOT, TritonServer
+from tests.support import connect
 
 BOX_TOLERANCE_PX = 1.0
 SCORE_TOLERANCE = 1e-3
@@ -111,11 +112,6 @@ def matched_share(
             )
     total = max(len(expected.scores), 1)
     return 1 - len(failures) / total, failures
-
-
-def connect(server: TritonServer, protocol: str) -> JpegClient:
-    port = server.ports.http if protocol == "http" else server.ports.grpc
-    return JpegClient(f"localhost:{port}", protocol)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

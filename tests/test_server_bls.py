@@ -19,14 +19,9 @@ from PIL import Image
 from clients.answer import Answer, parse_answer
 from clients.jpeg_client import InferenceServerException, JpegClient
 from server.launch import REPO_ROOT, Ports, TritonServer
-from tests.support import free_ports
+from tests.support import connect, free_ports
 
 ROUTER = "inspect"
-
-
-def connect(server: TritonServer, protocol: str) -> JpegClient:
-    port = server.ports.http if protocol == "http" else server.ports.grpc
-    return JpegClient(f"localhost:{port}", protocol)
 
 
 def inspect(client: JpegClient, jpeg: bytes, models: str | None) -> Answer:
@@ -163,14 +158,13 @@ def test_cli_prints_and_draws(
     image = tmp_path / "meter.jpg"
     image.write_bytes(photo)
     drawn = tmp_path / "drawn.jpg"
-    port = triton_server.ports.http if protocol == "http" else triton_server.ports.grpc
     command = [
         sys.executable,
         str(REPO_ROOT / "clients" / "bls_client.py"),
         "--protocol",
         protocol,
         "--url",
-        f"localhost:{port}",
+        triton_server.url(protocol),
     ]
     run = subprocess.run(
         [*command, "--models", "both", "--draw", str(drawn), str(image)],

@@ -25,10 +25,6 @@ PROTOCOLS = ["http", "grpc"]
 CLIENTS = {"http": httpclient, "grpc": grpcclient}
 
 
-def port(server: TritonServer, protocol: str) -> int:
-    return server.ports.http if protocol == "http" else server.ports.grpc
-
-
 def with_frame_size(jpeg: bytes, width: int, height: int) -> bytes:
     """The same file with its baseline start-of-frame header claiming another size."""
     sof = jpeg.index(b"\xff\xc0")
@@ -37,7 +33,7 @@ def with_frame_size(jpeg: bytes, width: int, height: int) -> bytes:
 
 @pytest.fixture(params=PROTOCOLS)
 def client(request: pytest.FixtureRequest, triton_server: TritonServer) -> JpegClient:
-    with JpegClient(f"localhost:{port(triton_server, request.param)}", request.param) as client:
+    with JpegClient(triton_server.url(request.param), request.param) as client:
         yield client
 
 
@@ -98,7 +94,7 @@ def test_hand_written_request_of_wrong_type_or_shape(
     triton_server: TritonServer, protocol: str, data: np.ndarray, datatype: str, message: str
 ) -> None:
     module = CLIENTS[protocol]
-    client = module.InferenceServerClient(f"localhost:{port(triton_server, protocol)}")
+    client = module.InferenceServerClient(triton_server.url(protocol))
     infer_input = module.InferInput("JPEG", list(data.shape), datatype)
     infer_input.set_data_from_numpy(data)
     with pytest.raises(InferenceServerException, match=re.escape(message)):

@@ -15,15 +15,10 @@ import tritonclient.grpc as grpcclient
 from clients.jpeg_client import InferenceServerException, JpegClient
 from pipelines.preprocess import PreprocessConfig
 from server.launch import REPO_ROOT, TritonServer
-from tests.support import assert_close_to_reference, reference_preprocess
+from tests.support import assert_close_to_reference, connect, reference_preprocess
 
 ENSEMBLE = "preprocess_ensemble"
 PROTOCOLS = ["http", "grpc"]
-
-
-def connect(server: TritonServer, protocol: str) -> JpegClient:
-    port = server.ports.http if protocol == "http" else server.ports.grpc
-    return JpegClient(f"localhost:{port}", protocol)
 
 
 @pytest.fixture(params=PROTOCOLS)
@@ -141,7 +136,6 @@ def test_cli_prints_tensors_and_fails_on_bad_image(
 ) -> None:
     good = tmp_path / "meter.jpg"
     good.write_bytes(jpegs["landscape_640x427"])
-    port = triton_server.ports.http if protocol == "http" else triton_server.ports.grpc
     command = [
         sys.executable,
         str(REPO_ROOT / "clients" / "ensemble_client.py"),
@@ -150,7 +144,7 @@ def test_cli_prints_tensors_and_fails_on_bad_image(
         "--protocol",
         protocol,
         "--url",
-        f"localhost:{port}",
+        triton_server.url(protocol),
     ]
     ok = subprocess.run([*command, str(good)], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
