@@ -45,8 +45,10 @@ def _throughput(raw: dict[str, Any], path: Path) -> Path:
             right.plot(clients, tail, style, label=f"{name} p{q}")
     left.set(xlabel="concurrent clients", ylabel="images/s", title="throughput (insulator)")
     right.set(xlabel="concurrent clients", ylabel="latency, s", title="latency percentiles")
+    levels = sorted({int(c) for figures in raw.values() for c in figures})
     for ax in (left, right):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(levels, [str(c) for c in levels])
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
