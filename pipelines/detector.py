@@ -27,9 +27,9 @@ __all__ = [
     "CheckpointError",
     "Detections",
     "Detector",
-    "crop_masks",
     "load_config",
     "load_weights",
+    "mask_rect",
     "paste_masks_into_boxes",
 ]
 
@@ -147,42 +147,31 @@ class Detections:
         return arrays
 
 
-def crop_masks(masks: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Crops full-image masks to their boxes, for a compact answer any client can read.
+def mask_rect(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
+    """The pixel rectangle a mask is cropped to: its box rounded outwards, clipped to the image.
 
-    Each crop covers the box rounded outwards to whole pixels and clipped to the image; every
-    pixel of the mask lies inside it because detectron2 pastes masks into their boxes.
-
-    Args:
-        masks: ``bool [N, H, W]``.
-        boxes: ``float32 [N, 4]`` ``x1, y1, x2, y2``.
+    Every pixel of a detectron2 mask lies inside it, since detectron2 pastes masks into their
+    boxes.
 
     Returns:
-        ``(rects int32 [N, 4] as x, y, width, height; uint8 crops concatenated row-major)``.
+        ``(x0, y0, x1, y1)``, end-exclusive.
     """
-    height, width = masks.shape[1:]
-    rects = np.zeros((len(masks), 4), dtype=np.int32)
-    crops = []
-    for i, (mask, box) in enumerate(zip(masks, boxes, strict=True)):
-        x0 = int(np.clip(np.floor(box[0]), 0, width))
-        y0 = int(np.clip(np.floor(box[1]), 0, height))
-        x1 = int(np.clip(np.ceil(box[2]), x0, width))
-        y1 = int(np.clip(np.ceil(box[3]), y0, height))
-        rects[i] = (x0, y0, x1 - x0, y1 - y0)
-        crops.append(mask[y0:y1, x0:x1].reshape(-1))
-    flat = np.concatenate(crops).astype(np.uint8) if crops else np.zeros(0, np.uint8)
-    return rects, flat
+    x0 = int(np.clip(np.floor(box[0]), 0, width))
+    y0 = int(np.clip(np.floor(box[1]), 0, height))
+    x1 = int(np.clip(np.ceil(box[2]), x0, width))
+    y1 = int(np.clip(np.ceil(box[3]), y0, height))
+    return x0, y0, x1, y1
 
 
 def paste_masks_into_boxes(
     mask_probs: torch.Tensor, boxes: torch.Tensor, height: int, width: int, threshold: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The cropped masks of :func:`crop_masks`, pasted straight into their boxes.
+    """Masks pasted straight into their :func:`mask_rect` crops, the compact form clients read.
 
     detectron2's ``detector_postprocess`` pastes every mask into a full-image plane
-    (``bool [N, height, width]``: 100 instances of a 12-megapixel photo are 1.2 GB) and
-    :func:`crop_masks` then keeps only each box. On a CPU detectron2 already computes each mask
-    only over its box (plus one pixel), so pasting that region alone, with detectron2's own
+    (``bool [N, height, width]``: 100 instances of a 12-megapixel photo are 1.2 GB), of which
+    only each box would be kept. On a CPU detectron2 already computes each mask only over its
+    box (plus one pixel), so pasting that region alone, with detectron2's own
     ``_do_paste_mask``, gives the very same pixels without the planes.
 
     Args:
@@ -193,16 +182,13 @@ def paste_masks_into_boxes(
         threshold: mask probability threshold (detectron2's is 0.5).
 
     Returns:
-        As :func:`crop_masks`.
+        ``(rects int32 [N, 4] as x, y, width, height; uint8 crops concatenated row-major)``.
     """
     boxes_np = boxes.numpy().astype(np.float32)
     rects = np.zeros((len(boxes_np), 4), dtype=np.int32)
     crops = []
     for i, box in enumerate(boxes_np):
-        x0 = int(np.clip(np.floor(box[0]), 0, width))
-        y0 = int(np.clip(np.floor(box[1]), 0, height))
-        x1 = int(np.clip(np.ceil(box[2]), x0, width))
-        y1 = int(np.clip(np.ceil(box[3]), y0, height))
+        x0, y0, x1, y1 = mask_rect(box, height, width)
         rects[i] = (x0, y0, x1 - x0, y1 - y0)
         # One mask at a time, as detectron2 does on a CPU (skip_empty: only its box's region).
         region, (rows, cols) = _do_paste_mask(
@@ -299,19 +285,11 @@ class Detector:
             instances.remove("pred_masks")
             instances.mask_probs = probs
             instances = detector_postprocess(instances, item["height"], item["width"]).to("cpu")
-            boxes = instances.pred_boxes.tensor
-            mask_rects, masks = paste_masks_into_boxes(
-                instances.mask_probs, boxes, item["height"], item["width"]
+            result = self._to_numpy(instances)
+            result.mask_rects, result.masks = paste_masks_into_boxes(
+                instances.mask_probs, instances.pred_boxes.tensor, item["height"], item["width"]
             )
-            detections.append(
-                Detections(
-                    boxes=boxes.numpy().astype(np.float32),
-                    scores=instances.scores.numpy().astype(np.float32),
-                    classes=instances.pred_classes.numpy().astype(np.int32),
-                    mask_rects=mask_rects,
-                    masks=masks,
-                )
-            )
+            detections.append(result)
         return detections
 
     def _chw_float(self, image: Any) -> torch.Tensor:
@@ -324,14 +302,8 @@ class Detector:
 
     def _to_numpy(self, instances: Instances) -> Detections:
         instances = instances.to("cpu")
-        boxes = instances.pred_boxes.tensor.numpy().astype(np.float32)
-        detections = Detections(
-            boxes=boxes,
+        return Detections(
+            boxes=instances.pred_boxes.tensor.numpy().astype(np.float32),
             scores=instances.scores.numpy().astype(np.float32),
             classes=instances.pred_classes.numpy().astype(np.int32),
         )
-        if self.has_masks:
-            detections.mask_rects, detections.masks = crop_masks(
-                instances.pred_masks.numpy(), boxes
-            )
-        return detections

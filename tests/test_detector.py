@@ -14,9 +14,9 @@ from pipelines.detector import (
     UNTRAINED_KEY,
     CheckpointError,
     Detector,
-    crop_masks,
     load_config,
     load_weights,
+    mask_rect,
 )
 from pipelines.preprocess import PreprocessConfig
 from pipelines.untrained import make_untrained_checkpoint
@@ -122,6 +122,18 @@ def test_batch_forward_returns_one_result_per_image_in_original_pixels(
         assert int((detections.mask_rects[:, 2] * detections.mask_rects[:, 3]).sum()) == len(
             detections.masks
         )
+
+
+def crop_masks(masks: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Full-image masks cut to their :func:`mask_rect` crops: the reference for the server's."""
+    height, width = masks.shape[1:]
+    rects = np.zeros((len(masks), 4), dtype=np.int32)
+    crops = [np.zeros(0, dtype=bool)]
+    for i, (mask, box) in enumerate(zip(masks, boxes, strict=True)):
+        x0, y0, x1, y1 = mask_rect(box, height, width)
+        rects[i] = (x0, y0, x1 - x0, y1 - y0)
+        crops.append(mask[y0:y1, x0:x1].reshape(-1))
+    return rects, np.concatenate(crops).astype(np.uint8)
 
 
 def test_masks_pasted_into_boxes_equal_detectron2s_full_paste_cropped(
