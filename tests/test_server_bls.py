@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -239,3 +240,21 @@ def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes
         assert len(answer.models["pointer"].instances) > 0
         assert answer.models["insulator"].status == "error"
         assert "insulator" in (answer.models["insulator"].error or "")
+
+
+def test_a_large_photo_goes_through_the_router(triton_server: TritonServer) -> None:
+    """A 12000x9000 JPEG (tens of MB) crosses the BLS with `make serve`'s shared-memory sizes."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, size=(900, 1200, 3), dtype=np.uint8)
+    photo = Image.fromarray(noise).resize((12000, 9000), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=95)
+    jpeg = buffer.getvalue()
+    # Far beyond the python backend's default 1 MiB shared-memory pool (PITFALLS #2).
+    assert len(jpeg) > 16 * 1024 * 1024
+    with connect(triton_server, "grpc") as client:
+        answer = inspect(client, jpeg, "insulator")
+    assert (answer.height, answer.width) == (9000, 12000)
+    assert answer.models["insulator"].status == "ok"
+    boxes = np.array([i.box for i in answer.models["insulator"].instances])
+    assert boxes[:, 2].max() > 1333, "boxes are in the original photo's pixels"
