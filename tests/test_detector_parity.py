@@ -18,7 +18,7 @@ import pytest
 import torch
 from detectron2.data.detection_utils import read_image
 from detectron2.engine import DefaultPredictor
-from detectron2.structures import Boxes, pairwise_iou
+from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from clients.jpeg_client import JpegClient
 from clients.masks import paste_masks
@@ -51,6 +51,24 @@ class Result:
     classes: np.ndarray
     masks: np.ndarray | None
 
+    @classmethod
+    def from_instances(cls, instances: Instances) -> Result:
+        """What detectron2 answered."""
+        return cls(
+            boxes=instances.pred_boxes.tensor.numpy(),
+            scores=instances.scores.numpy(),
+            classes=instances.pred_classes.numpy(),
+            masks=instances.pred_masks.numpy() if instances.has("pred_masks") else None,
+        )
+
+    @classmethod
+    def from_outputs(cls, outputs: dict[str, np.ndarray], height: int, width: int) -> Result:
+        """What an ensemble answered, its masks pasted back into full-image planes."""
+        masks = None
+        if "MASKS" in outputs:
+            masks = paste_masks(outputs["MASK_RECTS"], outputs["MASKS"], height, width)
+        return cls(outputs["BOXES"], outputs["SCORES"], outputs["CLASSES"], masks)
+
 
 @pytest.fixture(scope="module")
 def predictors() -> dict[str, DefaultPredictor]:
@@ -64,24 +82,16 @@ def predictors() -> dict[str, DefaultPredictor]:
     return predictors
 
 
-def reference(predictor: DefaultPredictor, jpeg: bytes, tmp_path: Path) -> Result:
+def compare(
+    predictor: DefaultPredictor, client: JpegClient, model: str, jpeg: bytes, tmp_path: Path
+) -> tuple[Result, Result]:
+    """``(detectron2's answer, the served ensemble's answer)`` for one JPEG."""
     path = tmp_path / "image.jpg"
     path.write_bytes(jpeg)
-    instances = predictor(read_image(str(path), format="BGR"))["instances"]
-    return Result(
-        boxes=instances.pred_boxes.tensor.numpy(),
-        scores=instances.scores.numpy(),
-        classes=instances.pred_classes.numpy(),
-        masks=instances.pred_masks.numpy() if instances.has("pred_masks") else None,
-    )
-
-
-def served(client: JpegClient, model: str, jpeg: bytes, height: int, width: int) -> Result:
+    image = read_image(str(path), format="BGR")
+    expected = Result.from_instances(predictor(image)["instances"])
     outputs = client.infer(f"{model}_ensemble", jpeg)
-    masks = None
-    if "MASKS" in outputs:
-        masks = paste_masks(outputs["MASK_RECTS"], outputs["MASKS"], height, width)
-    return Result(outputs["BOXES"], outputs["SCORES"], outputs["CLASSES"], masks)
+    return expected, Result.from_outputs(outputs, *image.shape[:2])
 
 
 def matched_share(
@@ -126,9 +136,7 @@ def test_unresized_images_match_default_predictor_exactly(
 ) -> None:
     with connect(triton_server, protocol) as client:
         for name, jpeg in unresized_jpegs.items():
-            expected = reference(predictors[model], jpeg, tmp_path)
-            height, width = read_image(str(tmp_path / "image.jpg")).shape[:2]
-            actual = served(client, model, jpeg, height, width)
+            expected, actual = compare(predictors[model], client, model, jpeg, tmp_path)
             assert len(expected.scores) > 0, "a parity test over zero instances proves nothing"
             assert len(actual.scores) == len(expected.scores), name
             share, failures = matched_share(expected, actual)
@@ -145,9 +153,7 @@ def test_resized_images_match_default_predictor(
 ) -> None:
     with connect(triton_server, "grpc") as client:
         for name in ("original_512x600", "landscape_640x427"):
-            expected = reference(predictors[model], jpegs[name], tmp_path)
-            height, width = read_image(str(tmp_path / "image.jpg")).shape[:2]
-            actual = served(client, model, jpegs[name], height, width)
+            expected, actual = compare(predictors[model], client, model, jpegs[name], tmp_path)
             assert len(expected.scores) > 0
             share, failures = matched_share(expected, actual, MIN_MASK_IOU_THROUGH_RESIZE)
             print(f"{model} {name}: {share:.0%} of instances within tolerance")
@@ -170,19 +176,8 @@ def test_detector_step_equals_detectron2_on_the_served_image(
     image = torch.as_tensor(preprocessed["IMAGE"]).permute(2, 0, 1).float()
     with torch.inference_mode():
         [output] = predictors[model].model([{"image": image, "height": height, "width": width}])
-    instances = output["instances"]
-    expected = Result(
-        instances.pred_boxes.tensor.numpy(),
-        instances.scores.numpy(),
-        instances.pred_classes.numpy(),
-        instances.pred_masks.numpy() if instances.has("pred_masks") else None,
-    )
-    masks = None
-    if "MASKS" in actual_outputs:
-        masks = paste_masks(actual_outputs["MASK_RECTS"], actual_outputs["MASKS"], height, width)
-    actual = Result(
-        actual_outputs["BOXES"], actual_outputs["SCORES"], actual_outputs["CLASSES"], masks
-    )
+    expected = Result.from_instances(output["instances"])
+    actual = Result.from_outputs(actual_outputs, height, width)
     assert len(expected.scores) > 0
     np.testing.assert_allclose(actual.boxes, expected.boxes, atol=1e-3)
     np.testing.assert_allclose(actual.scores, expected.scores, atol=1e-5)
