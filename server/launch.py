@@ -28,6 +28,7 @@ from typing import IO
 import tritonclient.http as httpclient
 
 from server.backend import assemble_backend_directory, find_triton_install, python_library_dir
+from server.watchdog import REQUIRED_FLAGS, find_stubs
 
 __all__ = ["REPO_ROOT", "Ports", "ServerStartError", "TritonServer", "main"]
 
@@ -84,8 +85,12 @@ class TritonServer:
         self._log: IO[bytes] | None = None
 
     def command(self) -> list[str]:
-        """The full ``tritonserver`` command line."""
+        """The full command line: ``tritonserver`` under :mod:`server.watchdog`."""
         return [
+            sys.executable,
+            "-m",
+            "server.watchdog",
+            "--",
             str(self._install.server_binary),
             f"--model-repository={self.model_repository}",
             f"--backend-directory={self._backend_dir}",
@@ -94,6 +99,7 @@ class TritonServer:
             f"--metrics-port={self.ports.metrics}",
             # config.pbtxt files are complete; nothing is guessed from the models.
             "--disable-auto-complete-config",
+            *REQUIRED_FLAGS,
             f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
             # GPU metrics need NVML; without a GPU they only add errors to the log.
@@ -118,7 +124,7 @@ class TritonServer:
         return env
 
     def start(self) -> None:
-        """Starts the server in its own process group (so :meth:`stop` reaches its stubs)."""
+        """Starts watchdog and server in a new process group, which :meth:`stop` ends whole."""
         if self._process is not None:
             raise RuntimeError("server already started")
         stdout: IO[bytes] | None = None
@@ -140,8 +146,20 @@ class TritonServer:
 
     @property
     def pid(self) -> int | None:
-        """Process id of the running server, if started."""
+        """Process id of the watchdog running the server (and of their process group)."""
         return self._process.pid if self._process else None
+
+    def stubs(self) -> dict[str, set[int]]:
+        """Process ids of the python-backend stubs by model name (none before or after a run)."""
+        if self._process is None or self._process.poll() is not None:
+            return {}
+        # The watchdog's one child is tritonserver, whose children are the stubs.
+        children = Path(f"/proc/{self._process.pid}/task/{self._process.pid}/children")
+        return {
+            model: pids
+            for server_pid in map(int, children.read_text().split())
+            for model, pids in find_stubs(server_pid).items()
+        }
 
     def wait_until_ready(self, timeout_s: float = 300.0) -> None:
         """Blocks until every model is loaded and the server reports ready.
@@ -183,14 +201,19 @@ class TritonServer:
         if self._process is None:
             return
         if self._process.poll() is None:
-            _signal_group(self._process.pid, signal.SIGTERM)
+            # The watchdog passes it on to the server and exits with it.
+            self._process.send_signal(signal.SIGTERM)
             try:
                 self._process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 _signal_group(self._process.pid, signal.SIGKILL)
                 self._process.wait()
-        # Stubs whose server is gone exit on their own; make sure none outlives us.
+        # Stubs whose server is gone exit on their own; make sure none outlives us. A stub that
+        # died earlier may linger as a zombie until init reaps it once the server is gone.
         _signal_group(self._process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while _group_alive(self._process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -218,6 +241,14 @@ class TritonServer:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            if os.getpgid(int(entry.name)) == pgid:
+                return True
+    return False
 
 
 def _has_nvidia_gpu() -> bool:

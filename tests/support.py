@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
+from types import TracebackType
 
 import matplotlib
 import numpy as np
+import tritonclient.http as httpclient
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import convert_PIL_to_numpy
 from PIL import Image
@@ -99,3 +103,68 @@ def connect(server: TritonServer, protocol: str) -> JpegClient:
 def as_array(jpeg: bytes) -> np.ndarray:
     """JPEG bytes as the 1-D uint8 array a model input carries."""
     return np.frombuffer(jpeg, dtype=np.uint8)
+
+
+def probe_ready(server: TritonServer, model: str) -> bool:
+    """What a Kubernetes readiness probe sees: server and ``model`` ready, answered within 1 s."""
+    try:
+        with httpclient.InferenceServerClient(
+            server.url("http"), connection_timeout=1.0, network_timeout=1.0
+        ) as client:
+            return client.is_server_ready() and client.is_model_ready(model)
+    except Exception:  # no answer in time counts as not ready, as it does for the kubelet
+        return False
+
+
+class ReadinessRecorder:
+    """Probes a model's readiness every 50 ms in the background from the moment it is entered.
+
+    Examples:
+        >>> with ReadinessRecorder(server, "pointer") as readiness:
+        ...     os.kill(stub, signal.SIGKILL)
+        ...     red_after_s, green_after_s = readiness.wait_until_recovered()
+    """
+
+    def __init__(self, server: TritonServer, model: str) -> None:
+        self._server = server
+        self._model = model
+        self._samples: list[tuple[float, bool]] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._probe, daemon=True)
+        self._started = 0.0
+
+    def _probe(self) -> None:
+        while not self._stopped.is_set():
+            self._samples.append((time.monotonic(), probe_ready(self._server, self._model)))
+            time.sleep(0.05)
+
+    def __enter__(self) -> ReadinessRecorder:
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def wait_until_recovered(self, timeout_s: float = 300.0) -> tuple[float, float]:
+        """Waits for readiness to turn red and then green again.
+
+        Returns:
+            seconds from entering until the first red probe, and until green again after it.
+        """
+        deadline = self._started + timeout_s
+        while time.monotonic() < deadline:
+            red = next((t for t, ready in list(self._samples) if not ready), None)
+            if red is not None:
+                green = next((t for t, ready in list(self._samples) if t > red and ready), None)
+                if green is not None:
+                    return red - self._started, green - self._started
+            time.sleep(0.05)
+        seen = "never turned red" if red is None else "did not turn green again"
+        raise AssertionError(f"readiness of {self._model} {seen} within {timeout_s:.0f} s")

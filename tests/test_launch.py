@@ -74,7 +74,7 @@ def test_serve_prints_ports_when_ready_and_stops_on_ctrl_c(tmp_path: Path) -> No
         assert f"gRPC     localhost:{grpc}" in output
         assert f"metrics  http://localhost:{metrics}/metrics" in output
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        assert len(children) == 1, "the launcher runs tritonserver as its one child"
+        assert len(children) == 1, "the launcher runs the watchdog (and tritonserver under it)"
         server_group = int(children[0])
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0

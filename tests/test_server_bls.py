@@ -20,7 +20,7 @@ from PIL import Image
 from clients.answer import Answer, parse_answer
 from clients.jpeg_client import InferenceServerException, JpegClient
 from server.launch import REPO_ROOT, Ports, TritonServer
-from tests.support import connect, free_ports
+from tests.support import ReadinessRecorder, connect, free_ports
 
 ROUTER = "inspect"
 
@@ -200,29 +200,13 @@ def test_cli_prints_and_draws(
     assert "unknown model 'needle'" in failed.stderr
 
 
-def _stub_pid(server_pid: int, model: str) -> int:
-    """The python-backend stub process serving ``model`` (a child of the server)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if os.getpgid(int(entry.name)) != server_pid:
-                continue
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if "triton_python_backend_stub" in cmdline and f"/{model}/1/model.py" in cmdline:
-            return int(entry.name)
-    raise LookupError(f"no stub process for {model}")
-
-
 def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes) -> None:
-    """Kill the insulator's stub while a `both` request is in flight: pointer still answers."""
+    """Kill the insulator's stub while a `both` request is in flight: pointer still answers, and
+    the watchdog brings insulator back with the same answers."""
     server = TritonServer(Ports(*free_ports(3)), log_path=tmp_path / "triton.log")
     with server:
         server.wait_until_ready(timeout_s=600)
-        assert server.pid is not None
-        victim = _stub_pid(server.pid, "insulator")
+        (victim,) = server.stubs()["insulator"]
         result: dict[str, Answer] = {}
 
         def request() -> None:
@@ -232,14 +216,26 @@ def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes
         sender = threading.Thread(target=request)
         sender.start()
         time.sleep(1.0)  # preprocessing is done in ~50 ms; the detectors run for seconds
-        os.kill(victim, signal.SIGKILL)
-        sender.join(timeout=120)
+        with ReadinessRecorder(server, "insulator") as readiness:
+            os.kill(victim, signal.SIGKILL)
+            sender.join(timeout=120)
+            red_after_s, green_after_s = readiness.wait_until_recovered()
         assert "answer" in result, "the request got no answer"
         answer = result["answer"]
         assert answer.models["pointer"].status == "ok"
         assert len(answer.models["pointer"].instances) > 0
         assert answer.models["insulator"].status == "error"
         assert "insulator" in (answer.models["insulator"].error or "")
+        print(
+            f"insulator stub killed: red after {red_after_s:.1f} s, green at {green_after_s:.1f} s"
+        )
+
+        with connect(server, "grpc") as client:
+            again = inspect(client, photo, "both")
+            assert client.infer("insulator_ensemble", photo)["BOXES"].shape[0] > 0
+    assert as_comparable(again, "pointer") == as_comparable(answer, "pointer")
+    assert len(again.models["insulator"].instances) > 0
+    assert "reloaded 'insulator'" in server.log_text()
 
 
 def test_a_large_photo_goes_through_the_router(triton_server: TritonServer) -> None:

@@ -104,15 +104,12 @@ def test_hand_written_request_of_wrong_type_or_shape(
 
 def stub_rss_mib(server: TritonServer, model: str) -> float:
     """Resident memory of the python-backend stub process that runs ``model``."""
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
-            cmdline = (status.parent / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue  # the process ended while we looked
-        if int(fields["PPid"]) == server.pid and f"{model}_0".encode() in cmdline:
-            return int(fields["VmRSS"].split()[0]) / 1024
-    raise AssertionError(f"no stub process for {model}")
+    (pid,) = server.stubs()[model]
+    status = Path(f"/proc/{pid}/status").read_text()
+    return (
+        int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+        / 1024
+    )
 
 
 def test_decompression_bomb_allocates_nothing(

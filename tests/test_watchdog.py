@@ -1,0 +1,139 @@
+"""server/watchdog.py: a killed python-backend stub turns readiness red, fails only the requests
+it held, and the model comes back by itself. Tests on the real server with the preprocessing
+models (a few seconds to load); tests/test_server_bls.py does the same with a detector."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import tritonclient.http as httpclient
+
+from clients.jpeg_client import InferenceServerException, JpegClient
+from server import watchdog
+from server.launch import REPO_ROOT, Ports, TritonServer
+from tests.support import ReadinessRecorder, free_ports
+
+ENSEMBLE = "preprocess_ensemble"
+# What a request gets while its model is broken (sent to the dead stub), then unloaded.
+OUTAGE_ERRORS = re.compile(
+    r"Stub process 'preprocess_0' is not healthy\."
+    r"|Request for unknown model: 'preprocess_ensemble' has no available versions"
+)
+
+
+def test_expected_stubs_counts_python_instances_only() -> None:
+    python = {"backend": "python", "instance_group": [{"kind": "KIND_CPU", "count": 2}]}
+    on_gpus = {
+        "backend": "python",
+        "instance_group": [{"kind": "KIND_GPU", "count": 2, "gpus": [0, 1]}],
+    }
+    assert watchdog.expected_stubs(python) == 2
+    assert watchdog.expected_stubs(on_gpus) == 4
+    assert watchdog.expected_stubs({"platform": "ensemble", "instance_group": []}) == 0
+
+
+def test_watchdog_refuses_a_server_it_could_not_reload(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        watchdog.parse_args(["--", "tritonserver", "--model-repository=repository"])
+    assert "--model-control-mode=explicit --load-model=*" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> TritonServer:
+    root = tmp_path_factory.mktemp("watchdog")
+    for name in ("preprocess", ENSEMBLE):
+        shutil.copytree(REPO_ROOT / "repository" / name, root / "repository" / name)
+    server = TritonServer(
+        Ports(*free_ports(3)),
+        model_repository=root / "repository",
+        build_dir=root / "build",
+        log_path=root / "triton.log",
+    )
+    with server:
+        server.wait_until_ready(timeout_s=300)
+        yield server
+
+
+def test_clients_cannot_unload_models(server: TritonServer) -> None:
+    """Explicit model control is for the watchdog alone (a per-run secret header)."""
+    with httpclient.InferenceServerClient(server.url("http")) as client:
+        with pytest.raises(InferenceServerException, match="This API is restricted"):
+            client.unload_model("preprocess")
+        assert client.is_model_ready("preprocess")
+
+
+def test_killed_stub_fails_its_requests_turns_readiness_red_and_comes_back(
+    server: TritonServer, jpegs: dict[str, bytes]
+) -> None:
+    photo = jpegs["landscape_640x427"]
+    with JpegClient(server.url("grpc"), "grpc") as client:
+        expected = client.infer(ENSEMBLE, photo)["IMAGE"]
+    (victim,) = server.stubs()["preprocess"]
+    errors: list[str] = []
+    answered = 0
+    stop = threading.Event()
+
+    def send_requests() -> None:
+        nonlocal answered
+        with JpegClient(server.url("grpc"), "grpc") as client:
+            while not stop.is_set():
+                try:
+                    image = client.infer(ENSEMBLE, photo)["IMAGE"]
+                except InferenceServerException as error:
+                    errors.append(str(error))
+                    time.sleep(0.05)
+                else:
+                    assert (image == expected).all()
+                    answered += 1
+
+    sender = threading.Thread(target=send_requests)
+    sender.start()
+    try:
+        time.sleep(0.5)
+        with ReadinessRecorder(server, "preprocess") as readiness:
+            os.kill(victim, signal.SIGKILL)
+            red_after_s, green_after_s = readiness.wait_until_recovered(timeout_s=120)
+        answered_before_recovery = answered
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        sender.join(timeout=60)
+    print(
+        f"preprocess stub killed: not ready after {red_after_s:.2f} s, ready after "
+        f"{green_after_s:.2f} s; {len(errors)} requests failed:",
+        *sorted({error.splitlines()[0][:120] for error in errors}),
+        sep="\n  ",
+    )
+    assert red_after_s < 5.0, "the watchdog checks every second"
+    assert errors, "no request noticed the outage"
+    unexpected = [e for e in errors if not OUTAGE_ERRORS.search(e)]
+    assert not unexpected, f"unclear errors: {unexpected[:3]}"
+    assert answered > answered_before_recovery, "no answer after the model came back"
+    assert server.stubs()["preprocess"] != {victim}
+    log = server.log_text()
+    assert "model 'preprocess' runs 0 of its 1 stub processes" in log
+    assert "reloaded 'preprocess' in" in log
+
+
+def test_server_stops_cleanly_under_the_watchdog(server: TritonServer) -> None:
+    """Stubs ending with the server are not taken for deaths, and nothing outlives the stop."""
+    group = server.pid
+    assert group is not None
+    log_before_stop = len(server.log_text())
+    server.stop()
+    assert "died" not in server.log_text()[log_before_stop:]
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _in_group(p, group)]
+
+
+def _in_group(process: Path, group: int) -> bool:
+    try:
+        return os.getpgid(int(process.name)) == group
+    except ProcessLookupError:
+        return False
