@@ -16,7 +16,16 @@ import triton_python_backend_utils as pb_utils
 
 from pipelines.detector import Detector
 
-__all__ = ["DetectorModel", "invalid_argument", "model_parameters", "one_sample", "output_tensor"]
+__all__ = [
+    "DetectorModel",
+    "failure",
+    "invalid_argument",
+    "model_parameters",
+    "one_sample",
+    "output_tensor",
+    "respond",
+    "yes_or_no",
+]
 
 
 def model_parameters(model_config: dict[str, Any]) -> dict[str, str]:
@@ -24,10 +33,37 @@ def model_parameters(model_config: dict[str, Any]) -> dict[str, str]:
     return {k: v["string_value"] for k, v in model_config.get("parameters", {}).items()}
 
 
+def yes_or_no(parameters: dict[str, str], key: str) -> bool:
+    """A ``"yes"``/``"no"`` parameter of ``config.pbtxt``.
+
+    Raises:
+        ValueError: the value is something else.
+    """
+    value = parameters[key].strip().lower()
+    if value not in ("yes", "no"):
+        raise ValueError(f'parameter {key} must be "yes" or "no", got {parameters[key]!r}')
+    return value == "yes"
+
+
 def invalid_argument(message: str) -> Any:
     """A response that fails one request with ``message``, leaving its batch alone."""
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+    )
+
+
+def failure(message: str) -> Any:
+    """A response that fails one request with an internal error (not the client's fault)."""
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+
+
+def respond(request: Any, response: Any) -> None:
+    """Sends ``request`` its one and final response now, rather than at the end of ``execute``.
+
+    A model that answers every request of a batch this way returns ``None`` from ``execute``.
+    """
+    request.get_response_sender().send(
+        response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
     )
 
 
@@ -98,33 +134,37 @@ class DetectorModel:
                 f"{model_dir / 'config.pbtxt'} to a trained model_final.pth. ***"
             )
 
-    def execute(self, requests: list[Any]) -> list[Any]:
-        images: dict[int, tuple[Any, Any]] = {}
-        errors: dict[int, str] = {}
-        for i, request in enumerate(requests):
+    def execute(self, requests: list[Any]) -> None:
+        inputs = []
+        for request in requests:
             try:
                 image = one_sample(request, self.image_input)
                 size = one_sample(request, self.size_input)
             except ValueError as error:
-                errors[i] = str(error)
+                respond(request, invalid_argument(f"{self.model_name}: {error}"))
                 continue
             if image.ndim != 3 or image.shape[2] != 3:
-                errors[i] = f"expected an HWC image with 3 channels, got {list(image.shape)}"
+                message = f"expected an HWC image with 3 channels, got {list(image.shape)}"
+                respond(request, invalid_argument(f"{self.model_name}: {message}"))
             else:
-                images[i] = (image, [int(v) for v in size])
-        detections = dict(zip(images, self.detector(list(images.values())), strict=True))
+                inputs.append((request, (image, [int(v) for v in size])))
 
-        responses = []
-        for i in range(len(requests)):
-            if i in errors:
-                responses.append(invalid_argument(f"{self.model_name}: {errors[i]}"))
+        # Each forward's requests are answered as soon as it ends: on a CPU, where a forward
+        # takes one image, the first request of a dynamic batch does not wait for the last.
+        step = self.detector.forward_batch_size
+        for chunk in (inputs[i : i + step] for i in range(0, len(inputs), step)):
+            try:
+                detections = self.detector([image for _, image in chunk])
+            except Exception as error:  # e.g. out of memory: fail these requests, not the model
+                for request, _ in chunk:
+                    respond(request, failure(f"{self.model_name}: detection failed: {error}"))
                 continue
-            outputs = [
-                output_tensor(name, array)
-                for name, array in zip(self.output_names, detections[i].arrays(), strict=True)
-            ]
-            responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
-        return responses
+            for (request, _), result in zip(chunk, detections, strict=True):
+                outputs = [
+                    output_tensor(name, array)
+                    for name, array in zip(self.output_names, result.arrays(), strict=True)
+                ]
+                respond(request, pb_utils.InferenceResponse(output_tensors=outputs))
 
     def finalize(self) -> None:
         self.detector = None

@@ -201,12 +201,12 @@ def test_cli_prints_and_draws(
 
 
 def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes) -> None:
-    """Kill the insulator's stub while a `both` request is in flight: pointer still answers, and
-    the watchdog brings insulator back with the same answers."""
+    """Kill pointer's stub while it works on a `both` request: insulator still answers, and the
+    watchdog brings pointer back. (On a CPU the router runs pointer first, then insulator.)"""
     server = TritonServer(Ports(*free_ports(3)), log_path=tmp_path / "triton.log")
     with server:
         server.wait_until_ready(timeout_s=600)
-        (victim,) = server.stubs()["insulator"]
+        (victim,) = server.stubs()["pointer"]
         result: dict[str, Answer] = {}
 
         def request() -> None:
@@ -215,27 +215,25 @@ def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes
 
         sender = threading.Thread(target=request)
         sender.start()
-        time.sleep(1.0)  # preprocessing is done in ~50 ms; the detectors run for seconds
-        with ReadinessRecorder(server, "insulator") as readiness:
+        time.sleep(1.0)  # preprocessing is done in ~50 ms; pointer runs for seconds
+        with ReadinessRecorder(server, "pointer") as readiness:
             os.kill(victim, signal.SIGKILL)
             sender.join(timeout=120)
             red_after_s, green_after_s = readiness.wait_until_recovered()
         assert "answer" in result, "the request got no answer"
         answer = result["answer"]
-        assert answer.models["pointer"].status == "ok"
-        assert len(answer.models["pointer"].instances) > 0
-        assert answer.models["insulator"].status == "error"
-        assert "insulator" in (answer.models["insulator"].error or "")
-        print(
-            f"insulator stub killed: red after {red_after_s:.1f} s, green at {green_after_s:.1f} s"
-        )
+        assert answer.models["pointer"].status == "error"
+        assert "pointer" in (answer.models["pointer"].error or "")
+        assert answer.models["insulator"].status == "ok"
+        assert len(answer.models["insulator"].instances) > 0
+        print(f"pointer stub killed: red after {red_after_s:.1f} s, green at {green_after_s:.1f} s")
 
         with connect(server, "grpc") as client:
             again = inspect(client, photo, "both")
-            assert client.infer("insulator_ensemble", photo)["BOXES"].shape[0] > 0
-    assert as_comparable(again, "pointer") == as_comparable(answer, "pointer")
-    assert len(again.models["insulator"].instances) > 0
-    assert "reloaded 'insulator'" in server.log_text()
+            assert client.infer("pointer_ensemble", photo)["BOXES"].shape[0] > 0
+    assert as_comparable(again, "insulator") == as_comparable(answer, "insulator")
+    assert len(again.models["pointer"].instances) > 0
+    assert "reloaded 'pointer'" in server.log_text()
 
 
 def test_a_large_photo_goes_through_the_router(triton_server: TritonServer) -> None:

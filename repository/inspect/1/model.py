@@ -1,7 +1,8 @@
 """Triton python-backend BLS model "inspect": route one JPEG to pointer, insulator or both.
 
-Decodes once (``preprocess``), runs the chosen detectors concurrently with ``async_exec``, and
-merges their results into one answer (``bls.merge``). A detector that fails is reported in the
+Decodes once (``preprocess``), runs the chosen detectors with ``async_exec`` (concurrently on a
+GPU, one after the other on a CPU: see config.pbtxt), and merges their results into one answer
+(``bls.merge``). A detector that fails is reported in the
 answer next to the other's results; a bad request (unknown model, undecodable image) fails alone.
 """
 
@@ -15,7 +16,7 @@ import triton_python_backend_utils as pb_utils
 from bls.merge import DetectorResult, merge_answer
 from bls.repository import class_names, model_tensors
 from bls.routing import RoutingError, choose_detectors
-from server.python_models import invalid_argument, model_parameters
+from server.python_models import failure, invalid_argument, model_parameters, respond, yes_or_no
 
 
 class TritonPythonModel:
@@ -31,18 +32,21 @@ class TritonPythonModel:
         self.detector_tensors = {name: model_tensors(repository, name) for name in self.detectors}
         self.class_names = {name: class_names(repository, name) for name in self.detectors}
         self.default_models = params["default_models"]
+        on_gpu = args["model_instance_kind"] == "GPU"
+        self.concurrent_detectors = yes_or_no(
+            params, "gpu_concurrent_detectors" if on_gpu else "cpu_concurrent_detectors"
+        )
 
     async def execute(self, requests):
-        answers = await asyncio.gather(
-            *(self._answer(request) for request in requests), return_exceptions=True
-        )
-        # An unexpected failure answers its own request, never the whole batch.
-        return [
-            pb_utils.InferenceResponse(error=pb_utils.TritonError(f"inspect: {answer}"))
-            if isinstance(answer, Exception)
-            else answer
-            for answer in answers
-        ]
+        # Each request of a batch is answered as soon as its own answer is ready.
+        await asyncio.gather(*(self._respond(request) for request in requests))
+
+    async def _respond(self, request):
+        try:
+            response = await self._answer(request)
+        except Exception as error:  # unexpected: fail this request, never the whole batch
+            response = failure(f"inspect: {error}")
+        respond(request, response)
 
     async def _answer(self, request):
         choice = pb_utils.get_input_tensor_by_name(request, self.models_input)
@@ -69,7 +73,10 @@ class TritonPythonModel:
             pb_utils.get_output_tensor_by_name(preprocessed, n) for n in self.preprocess.outputs
         ]
 
-        outcomes = await asyncio.gather(*(self._detect(name, tensors) for name in detectors))
+        if self.concurrent_detectors:
+            outcomes = await asyncio.gather(*(self._detect(n, tensors) for n in detectors))
+        else:
+            outcomes = [await self._detect(name, tensors) for name in detectors]
         height, width = (int(v) for v in tensors[-1].as_numpy().reshape(-1))
         document, masks = merge_answer(
             height, width, dict(zip(detectors, outcomes, strict=True)), self.class_names
