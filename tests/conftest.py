@@ -10,6 +10,20 @@ from PIL import Image
 from server.launch import Ports, TritonServer
 from tests.support import JPEG_SIZES, PHOTO, UNRESIZED_SIZES, encode_jpeg, free_ports
 
+# The soak's size in `make test`; `make soak` runs the full one (tests/test_soak.py).
+SMALL_SOAK_REQUESTS = 250
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--soak-requests N``: how many requests tests/test_soak.py sends after its warm-up."""
+    parser.addoption(
+        "--soak-requests",
+        type=int,
+        default=SMALL_SOAK_REQUESTS,
+        help=f"Requests the load and soak test sends (default {SMALL_SOAK_REQUESTS}; "
+        "make soak sends more).",
+    )
+
 
 @pytest.fixture(scope="session")
 def jpegs() -> dict[str, bytes]:
