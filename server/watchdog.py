@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,31 @@ REQUIRED_FLAGS = ("--model-control-mode=explicit", "--load-model=*")
 STUB_EXECUTABLE = "triton_python_backend_stub"
 # The header the repository API asks for; its value is drawn anew for every run.
 SECRET_HEADER = "watchdog-key"
+SHARED_MEMORY = Path("/dev/shm")
 # Retries of a model that failed to load again wait longer each time, up to this.
 MAX_RETRY_DELAY_S = 60.0
 
 
 def _log(message: str) -> None:
     print(f"watchdog: {message}", file=sys.stderr, flush=True)
+
+
+def _stub_processes(server_pid: int) -> Iterator[tuple[str, int, str]]:
+    """``(model, pid, shared-memory region name)`` of each stub process of a server."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            status = (entry / "status").read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        if len(argv) < 3 or Path(argv[0]).name != STUB_EXECUTABLE:
+            continue
+        parent = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        if int(parent) == server_pid:
+            # argv[1] is <repository>/<model>/<version>/model.py, argv[2] the stub's region
+            yield Path(argv[1]).parts[-3], int(entry.name), argv[2]
 
 
 def find_stubs(server_pid: int) -> dict[str, set[int]]:
@@ -61,22 +80,8 @@ def find_stubs(server_pid: int) -> dict[str, set[int]]:
         server_pid: process id of ``tritonserver``; its stubs are its direct children.
     """
     stubs: dict[str, set[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
-        except OSError:  # the process ended while we looked
-            continue
-        if len(argv) < 2 or Path(argv[0].decode(errors="replace")).name != STUB_EXECUTABLE:
-            continue
-        parent = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
-        if int(parent) != server_pid:
-            continue
-        # argv[1] is <repository>/<model>/<version>/model.py
-        model = Path(argv[1].decode(errors="replace")).parts[-3]
-        stubs.setdefault(model, set()).add(int(entry.name))
+    for model, pid, _ in _stub_processes(server_pid):
+        stubs.setdefault(model, set()).add(pid)
     return stubs
 
 
@@ -129,6 +134,8 @@ class StubWatchdog:
         self._log = log
         self._stopped = threading.Event()
         self._expected: dict[str, int] = {}
+        # pid -> shared-memory region of every stub seen alive
+        self._regions: dict[int, str] = {}
         # model -> (monotonic time of the next attempt, delay after that one fails)
         self._retries: dict[str, tuple[float, float]] = {}
 
@@ -162,7 +169,10 @@ class StubWatchdog:
                     self._expected[model] = expected_stubs(client.get_model_config(model))
         except Exception:  # not up yet, or shutting down: nothing to judge
             return []
-        alive = find_stubs(self.server_pid)
+        alive: dict[str, set[int]] = {}
+        for model, pid, region in _stub_processes(self.server_pid):
+            alive.setdefault(model, set()).add(pid)
+            self._regions[pid] = region
         for model in sorted(ready - self._retries.keys()):
             running = alive.get(model, set())
             if len(running) < self._expected[model]:
@@ -199,7 +209,21 @@ class StubWatchdog:
             self._log(f"reloading '{model}' failed, will retry: {error}")
             return False
         self._log(f"reloaded '{model}' in {time.monotonic() - started:.1f} s")
+        self._remove_dead_regions()
         return True
+
+    def _remove_dead_regions(self) -> None:
+        # The python backend unlinks a stub's region when the stub ends normally; a killed
+        # stub's stays in /dev/shm (64 MiB and more each) until the server exits.
+        alive = {pid for _, pid, _ in _stub_processes(self.server_pid)}
+        for pid, region in list(self._regions.items()):
+            if pid in alive:
+                continue
+            del self._regions[pid]
+            path = SHARED_MEMORY / region
+            if path.exists():
+                path.unlink(missing_ok=True)
+                self._log(f"removed {path}, left by the dead stub {pid}")
 
 
 def _http_port(command: Sequence[str]) -> int:

@@ -76,6 +76,12 @@ def test_killed_stub_fails_its_requests_turns_readiness_red_and_comes_back(
     with JpegClient(server.url("grpc"), "grpc") as client:
         expected = client.infer(ENSEMBLE, photo)["IMAGE"]
     (victim,) = server.stubs()["preprocess"]
+    region = next(
+        Path("/dev/shm", arg)
+        for arg in Path(f"/proc/{victim}/cmdline").read_text().split("\0")
+        if arg.startswith("triton_python_backend_shm_region_")
+    )
+    assert region.exists()
     errors: list[str] = []
     answered = 0
     stop = threading.Event()
@@ -120,6 +126,7 @@ def test_killed_stub_fails_its_requests_turns_readiness_red_and_comes_back(
     log = server.log_text()
     assert "model 'preprocess' runs 0 of its 1 stub processes" in log
     assert "reloaded 'preprocess' in" in log
+    assert not region.exists(), "the dead stub's shared memory stayed in /dev/shm"
 
 
 def test_server_stops_cleanly_under_the_watchdog(server: TritonServer) -> None:
