@@ -161,6 +161,11 @@ class StubWatchdog:
         Returns:
             the models reloaded successfully in this round.
         """
+        # Noted before anything else, so that a stub dying soon after the start is cleaned up.
+        alive: dict[str, set[int]] = {}
+        for model, pid, region in _stub_processes(self.server_pid):
+            alive.setdefault(model, set()).add(pid)
+            self._regions[pid] = region
         try:
             with self._connect() as client:
                 index = client.get_model_repository_index(headers=self._headers)
@@ -169,10 +174,6 @@ class StubWatchdog:
                     self._expected[model] = expected_stubs(client.get_model_config(model))
         except Exception:  # not up yet, or shutting down: nothing to judge
             return []
-        alive: dict[str, set[int]] = {}
-        for model, pid, region in _stub_processes(self.server_pid):
-            alive.setdefault(model, set()).add(pid)
-            self._regions[pid] = region
         for model in sorted(ready - self._retries.keys()):
             running = alive.get(model, set())
             if len(running) < self._expected[model]:

@@ -102,7 +102,8 @@ def test_killed_stub_fails_its_requests_turns_readiness_red_and_comes_back(
     sender = threading.Thread(target=send_requests)
     sender.start()
     try:
-        time.sleep(0.5)
+        # The watchdog notes each stub's shared-memory region at its checks, once a second.
+        time.sleep(2.0)
         with ReadinessRecorder(server, "preprocess") as readiness:
             os.kill(victim, signal.SIGKILL)
             red_after_s, green_after_s = readiness.wait_until_recovered(timeout_s=120)
