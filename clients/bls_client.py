@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,10 +16,10 @@ from PIL import Image, ImageOps
 
 from clients.answer import draw_answer, format_answer, parse_answer
 from clients.jpeg_client import (
-    InferenceServerException,
     JpegClient,
     add_connection_arguments,
     find_jpegs,
+    infer_files,
 )
 
 ROUTER = "inspect"
@@ -79,15 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     with JpegClient(args.url, args.protocol) as client:
         options_name = client.signature(ROUTER).option_names[0]
-        for path in paths:
-            start = time.perf_counter()
-            try:
-                outputs = client.infer(ROUTER, path.read_bytes(), {options_name: args.models})
-            except InferenceServerException as error:
+        choice = {options_name: args.models}
+        for path, outputs, elapsed_ms in infer_files(client, ROUTER, paths, choice):
+            if outputs is None:
                 failed = True
-                print(f"{path}: error: {error.message()}", file=sys.stderr)
                 continue
-            elapsed_ms = (time.perf_counter() - start) * 1000
             detections, masks = client.signature(ROUTER).output_names
             answer = parse_answer(outputs[detections][0], outputs[masks])
             errors = [f"{n}: {r.error}" for n, r in answer.models.items() if r.status != "ok"]

@@ -8,17 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from clients.jpeg_client import (
-    InferenceServerException,
     JpegClient,
     add_connection_arguments,
     find_jpegs,
+    infer_files,
 )
 
 # Outputs this small (sizes, scales) are printed with their values, larger ones by shape only.
@@ -63,15 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     failures = 0
     with JpegClient(args.url, args.protocol) as client:
-        for path in paths:
-            start = time.perf_counter()
-            try:
-                outputs = client.infer(args.model, path.read_bytes())
-            except InferenceServerException as error:
+        for path, outputs, elapsed_ms in infer_files(client, args.model, paths):
+            if outputs is None:
                 failures += 1
-                print(f"{path}: error: {error.message()}", file=sys.stderr)
                 continue
-            elapsed_ms = (time.perf_counter() - start) * 1000
             if args.json:
                 record = {
                     "image": str(path),

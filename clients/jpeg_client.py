@@ -13,7 +13,9 @@ Examples:
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -32,6 +34,7 @@ __all__ = [
     "ModelSignature",
     "add_connection_arguments",
     "find_jpegs",
+    "infer_files",
 ]
 
 PROTOCOLS = ("http", "grpc")
@@ -186,3 +189,27 @@ def find_jpegs(paths: list[Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
     return found
+
+
+def infer_files(
+    client: JpegClient,
+    model: str,
+    paths: list[Path],
+    options: Mapping[str, str] | None = None,
+) -> Iterator[tuple[Path, dict[str, np.ndarray] | None, float]]:
+    """Sends each file in turn, as the command-line clients do.
+
+    A file the server refuses is reported on stderr as ``<path>: error: <message>``.
+
+    Yields:
+        ``(path, outputs, elapsed_ms)``: outputs as :meth:`JpegClient.infer` returns them, or
+        ``None`` for a refused file.
+    """
+    for path in paths:
+        start = time.perf_counter()
+        try:
+            outputs = client.infer(model, path.read_bytes(), options)
+        except InferenceServerException as error:
+            print(f"{path}: error: {error.message()}", file=sys.stderr)
+            outputs = None
+        yield path, outputs, (time.perf_counter() - start) * 1000
