@@ -30,7 +30,14 @@ import tritonclient.http as httpclient
 from server.backend import assemble_backend_directory, find_triton_install, python_library_dir
 from server.watchdog import REQUIRED_FLAGS, find_stubs
 
-__all__ = ["REPO_ROOT", "Ports", "ServerStartError", "TritonServer", "main"]
+__all__ = [
+    "REPO_ROOT",
+    "Ports",
+    "ServerStartError",
+    "TritonServer",
+    "main",
+    "processes_in_group",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,7 +219,7 @@ class TritonServer:
         # died earlier may linger as a zombie until init reaps it once the server is gone.
         _signal_group(self._process.pid, signal.SIGKILL)
         deadline = time.monotonic() + timeout_s
-        while _group_alive(self._process.pid) and time.monotonic() < deadline:
+        while processes_in_group(self._process.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         if self._log is not None:
             self._log.close()
@@ -243,12 +250,14 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-def _group_alive(pgid: int) -> bool:
+def processes_in_group(pgid: int) -> list[int]:
+    """Process ids of the processes in process group ``pgid`` (zombies included)."""
+    pids = []
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(ValueError, ProcessLookupError):
             if os.getpgid(int(entry.name)) == pgid:
-                return True
-    return False
+                pids.append(int(entry.name))
+    return pids
 
 
 def _has_nvidia_gpu() -> bool:

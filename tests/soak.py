@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from clients.jpeg_client import PROTOCOLS, InferenceServerException, JpegClient
-from server.launch import TritonServer
+from server.launch import TritonServer, processes_in_group
 
 __all__ = [
     "Case",
@@ -359,7 +359,7 @@ class ProcessMemory:
     """Resident memory of one process of the server, KiB (``/proc/<pid>/status``)."""
 
     pid: int
-    name: str  # "tritonserver", or the model a python-backend stub serves
+    name: str  # "tritonserver", "watchdog", or the model a python-backend stub serves
     rss_kib: int  # VmRSS: RssAnon + RssFile + RssShmem
     shmem_kib: int  # RssShmem: pages of the shared-memory regions this process has touched
 
@@ -374,7 +374,7 @@ class MemorySnapshot:
     """The server's memory at one moment.
 
     Attributes:
-        processes: the server and each of its stubs.
+        processes: the watchdog, the server and each of its stubs.
         shm_regions: bytes of ``/dev/shm`` taken by each stub's python-backend shared-memory
             region, by the stub's name. A region is allocated in full when it is made and grows
             (by ``shm-growth-byte-size``) when its pool runs out; it never shrinks (PITFALLS #1).
@@ -411,16 +411,14 @@ class MemorySnapshot:
         return {p.name: round(p.private_kib / 1024) for p in self.processes}
 
 
-def measure_memory(server_pid: int) -> MemorySnapshot:
-    """Reads ``/proc`` for the server and every process of its process group (its stubs).
-
-    The server is started in a session of its own (``TritonServer.start``), so its process group
-    is exactly the server and the stubs it forked. Each stub maps its own region, the server
-    maps them all.
+def measure_memory(group: int) -> MemorySnapshot:
+    """Reads ``/proc`` for every process of the server's process group: the watchdog, the
+    server and its stubs (``TritonServer.start`` gives them a session of their own, and
+    ``TritonServer.pid`` is its id). Each stub maps its own region, the server maps them all.
     """
     processes = []
     regions: dict[str, str] = {}  # file name -> the stub it belongs to
-    for pid in _group_pids(server_pid):
+    for pid in processes_in_group(group):
         proc = Path("/proc") / str(pid)
         try:
             status = (proc / "status").read_text()
@@ -428,14 +426,14 @@ def measure_memory(server_pid: int) -> MemorySnapshot:
             maps = (proc / "maps").read_text()
         except (FileNotFoundError, ProcessLookupError):
             continue  # it ended while we looked; the pid check of the test will say so
-        name = _process_name(pid, server_pid, argv)
+        name, stub = _process_name(argv)
         kib = {
             key: int(value.split()[0])
             for key, value in (line.split(":", 1) for line in status.splitlines())
             if key in ("VmRSS", "RssShmem")
         }
         processes.append(ProcessMemory(pid, name, kib["VmRSS"], kib.get("RssShmem", 0)))
-        if pid != server_pid:
+        if stub:
             regions.update(dict.fromkeys(_SHM_REGION.findall(maps), name))
     sizes = {}
     for region, owner in sorted(regions.items(), key=lambda item: item[1]):
@@ -448,24 +446,14 @@ def measure_memory(server_pid: int) -> MemorySnapshot:
     return MemorySnapshot(tuple(sorted(processes, key=lambda p: p.name)), sizes, used)
 
 
-def _group_pids(pgid: int) -> Iterable[int]:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry.name)) == pgid:
-                yield int(entry.name)
-        except ProcessLookupError:
-            continue
-
-
-def _process_name(pid: int, server_pid: int, argv: list[bytes]) -> str:
-    if pid == server_pid:
-        return "tritonserver"
+def _process_name(argv: list[bytes]) -> tuple[str, bool]:
+    """``(name, is a stub)``: a stub is named after its model, the others after their program."""
     # A stub's first argument is its model.py: repository/<model>/<version>/model.py.
     if len(argv) > 1 and argv[1].endswith(b"model.py"):
-        return Path(argv[1].decode()).parts[-3]
-    return Path(argv[0].decode()).name
+        return Path(argv[1].decode()).parts[-3], True
+    if b"server.watchdog" in argv:
+        return "watchdog", False
+    return Path(argv[0].decode()).name, False
 
 
 def tally(plan: Iterable[Request]) -> Counter[tuple[str, str, str]]:

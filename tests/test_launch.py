@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from server.launch import REPO_ROOT, Ports, ServerStartError, TritonServer
+from server.launch import REPO_ROOT, Ports, ServerStartError, TritonServer, processes_in_group
 from tests.support import free_ports
 
 
@@ -20,19 +19,6 @@ def copy_models(destination: Path, *names: str) -> Path:
     for name in names:
         shutil.copytree(REPO_ROOT / "repository" / name, destination / name)
     return destination
-
-
-def processes_in_group(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry.name)) == pgid:
-                pids.append(int(entry.name))
-        except ProcessLookupError:
-            continue
-    return pids
 
 
 def test_serve_prints_ports_when_ready_and_stops_on_ctrl_c(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import tritonclient.http as httpclient
 
 from clients.jpeg_client import InferenceServerException, JpegClient
 from server import watchdog
-from server.launch import REPO_ROOT, Ports, TritonServer
+from server.launch import REPO_ROOT, Ports, TritonServer, processes_in_group
 from tests.support import ReadinessRecorder, free_ports
 
 ENSEMBLE = "preprocess_ensemble"
@@ -137,11 +137,4 @@ def test_server_stops_cleanly_under_the_watchdog(server: TritonServer) -> None:
     log_before_stop = len(server.log_text())
     server.stop()
     assert "died" not in server.log_text()[log_before_stop:]
-    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _in_group(p, group)]
-
-
-def _in_group(process: Path, group: int) -> bool:
-    try:
-        return os.getpgid(int(process.name)) == group
-    except ProcessLookupError:
-        return False
+    assert processes_in_group(group) == []
