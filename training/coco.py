@@ -1,0 +1,141 @@
+"""Synthetic scenes written as COCO instance datasets that detectron2's own tools read.
+
+A generator yields :class:`Scene` records; :func:`write_coco` stores them as JPEGs plus one
+``annotations.json`` (COCO "instances" format, polygons for masks, ``bbox`` as ``x, y, w, h``).
+Each image entry may carry extra ground truth under ``"truth"`` (e.g. a gauge's needle angle),
+which COCO readers ignore and the accuracy tools read.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["Annotation", "Scene", "write_coco"]
+
+
+@dataclass
+class Annotation:
+    """One object of a scene.
+
+    Attributes:
+        category: its class name, one of the dataset's categories.
+        bbox: ``x, y, width, height`` in image pixels (COCO's convention).
+        polygons: outline(s) as flat ``[x0, y0, x1, y1, ...]`` lists, for mask datasets.
+    """
+
+    category: str
+    bbox: tuple[float, float, float, float]
+    polygons: list[list[float]] | None = None
+
+
+@dataclass
+class Scene:
+    """One synthetic photo and its ground truth.
+
+    Attributes:
+        image: ``uint8 [H, W, 3]``, RGB.
+        annotations: the objects in it (possibly none).
+        truth: extra per-image truth stored in the image's COCO entry under ``"truth"``.
+        jpeg_quality: the quality it is saved at (JPEG artefacts are part of the augmentation).
+    """
+
+    image: np.ndarray
+    annotations: list[Annotation]
+    truth: dict[str, Any] = field(default_factory=dict)
+    jpeg_quality: int = 90
+
+
+def polygon_area(polygon: Sequence[float]) -> float:
+    """Area of a flat ``[x0, y0, x1, y1, ...]`` polygon (shoelace formula)."""
+    xy = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    x, y = xy[:, 0], xy[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+
+
+def write_coco(
+    out_dir: Path,
+    categories: Sequence[str],
+    count: int,
+    make_scene: Callable[[int], Scene],
+    description: str,
+) -> Path:
+    """Renders ``count`` scenes into ``out_dir/images/`` and ``out_dir/annotations.json``.
+
+    Category ids are 1-based in the order given, so detectron2's contiguous ids (sorted by COCO
+    id) equal the index into ``categories``, i.e. into the model's ``CLASS_NAMES``. The JSON is
+    written last, to a temporary name and renamed, so a finished dataset is never half written.
+
+    Args:
+        out_dir: the dataset folder (created).
+        categories: class names, in the model's ``CLASS_NAMES`` order.
+        count: number of images.
+        make_scene: renders image ``i``; must depend on ``i`` (and a fixed seed) only.
+        description: stored in the JSON's ``info``.
+
+    Returns:
+        The path of ``annotations.json``.
+    """
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    category_ids = {name: i + 1 for i, name in enumerate(categories)}
+    images, annotations = [], []
+    started = time.monotonic()
+    for index in range(count):
+        scene = make_scene(index)
+        height, width = scene.image.shape[:2]
+        file_name = f"{index:06d}.jpg"
+        Image.fromarray(scene.image).save(images_dir / file_name, quality=scene.jpeg_quality)
+        images.append(
+            {
+                "id": index + 1,
+                "file_name": file_name,
+                "height": height,
+                "width": width,
+                "truth": scene.truth,
+            }
+        )
+        for annotation in scene.annotations:
+            entry: dict[str, Any] = {
+                "id": len(annotations) + 1,
+                "image_id": index + 1,
+                "category_id": category_ids[annotation.category],
+                "bbox": [round(float(v), 2) for v in annotation.bbox],
+                "iscrowd": 0,
+            }
+            if annotation.polygons is not None:
+                entry["segmentation"] = [
+                    [round(float(v), 2) for v in p] for p in annotation.polygons
+                ]
+                entry["area"] = sum(polygon_area(p) for p in annotation.polygons)
+            else:
+                entry["area"] = float(annotation.bbox[2] * annotation.bbox[3])
+            annotations.append(entry)
+        if (index + 1) % 100 == 0 or index + 1 == count:
+            elapsed = time.monotonic() - started
+            eta = elapsed / (index + 1) * (count - index - 1)
+            print(
+                f"\r{out_dir}: {index + 1}/{count} images, ETA {eta:.0f} s",
+                end="\n" if index + 1 == count else "",
+                file=sys.stderr,
+                flush=True,
+            )
+    document = {
+        "info": {"description": description},
+        "categories": [{"id": i, "name": name} for name, i in category_ids.items()],
+        "images": images,
+        "annotations": annotations,
+    }
+    path = out_dir / "annotations.json"
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(document))
+    temporary.replace(path)
+    return path

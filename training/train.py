@@ -1,0 +1,198 @@
+"""Trains a detector with detectron2's own loop, on a COCO-format dataset.
+
+The demo models train on the project's synthetic sets (``make train``); the same command
+trains on your own photos exported from labelme, CVAT or any tool that writes COCO instances::
+
+    python -m training.train --config repository/pointer/mask_rcnn_R18_FPN_demo.yaml \\
+        --dataset my/annotations.json:my/images --output build/train/my-pointer
+
+The dataset's category names must equal the config's ``CLASS_NAMES`` (same names; ids in that
+order). Checkpoints go to ``--output`` every ``SOLVER.CHECKPOINT_PERIOD`` iterations and on
+Ctrl-C; run the same command with ``--resume`` to go on from the last one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from centernet.config import add_centernet_config
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data.datasets import register_coco_instances
+from detectron2.engine import DefaultTrainer
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+from detectron2.utils.logger import setup_logger
+
+__all__ = ["DatasetError", "build_config", "check_dataset", "main", "train"]
+
+logger = logging.getLogger("training")
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be used for this config; the message says why and names the file."""
+
+
+def check_dataset(annotations: Path, images: Path, class_names: Sequence[str]) -> int:
+    """Checks a COCO file against the model's classes before training starts.
+
+    Returns:
+        The number of images.
+
+    Raises:
+        DatasetError: the file or folder is missing or unreadable, or its categories are not
+            exactly ``class_names`` in id order.
+    """
+    if not annotations.is_file():
+        raise DatasetError(f"COCO annotations not found: {annotations}")
+    if not images.is_dir():
+        raise DatasetError(f"image folder not found: {images}")
+    try:
+        document = json.loads(annotations.read_text())
+        categories = sorted(document["categories"], key=lambda c: c["id"])
+        names = [c["name"] for c in categories]
+        count = len(document["images"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DatasetError(f"{annotations} is not a COCO instances file: {error}") from error
+    if names != list(class_names):
+        unknown = sorted(set(names) - set(class_names))
+        missing = sorted(set(class_names) - set(names))
+        details = []
+        if unknown:
+            details.append(f"unknown categories {unknown}")
+        if missing:
+            details.append(f"missing categories {missing}")
+        if not details:
+            details.append(f"order by id {names}")
+        raise DatasetError(
+            f"{annotations}: categories do not match the config's CLASS_NAMES "
+            f"{list(class_names)}: {'; '.join(details)}. Rename or reorder them (ids ascending "
+            "in CLASS_NAMES order), or change CLASS_NAMES and NUM_CLASSES."
+        )
+    if count == 0:
+        raise DatasetError(f"{annotations} has no images")
+    return count
+
+
+def build_config(
+    config_path: Path, output: Path, device: str, overrides: Sequence[str] = ()
+) -> CfgNode:
+    """The training config: the detector's YAML, this run's dataset, output and device."""
+    if not config_path.is_file():
+        raise FileNotFoundError(f"detectron2 config not found: {config_path}")
+    cfg = get_cfg()
+    add_centernet_config(cfg)
+    cfg.CLASS_NAMES = []
+    cfg.merge_from_file(str(config_path))
+    cfg.merge_from_list(list(overrides))
+    cfg.DATASETS.TRAIN = ("train",)
+    cfg.DATASETS.TEST = ()
+    cfg.TEST.EVAL_PERIOD = 0
+    cfg.OUTPUT_DIR = str(output)
+    cfg.MODEL.DEVICE = device
+    cfg.freeze()
+    return cfg
+
+
+class _Trainer(DefaultTrainer):
+    """detectron2's trainer, writing metrics to the log and metrics.json only.
+
+    Its log line every 20 iterations carries the ETA, losses, time per iteration and rate.
+    (The default writers also want TensorBoard, which this project does not install.)
+    """
+
+    def build_writers(self) -> list:
+        return [
+            CommonMetricPrinter(self.max_iter),
+            JSONWriter(str(Path(self.cfg.OUTPUT_DIR) / "metrics.json")),
+        ]
+
+
+def train(cfg: CfgNode, resume: bool) -> Path:
+    """Runs detectron2's ``DefaultTrainer``; on Ctrl-C saves a checkpoint to resume from.
+
+    Returns:
+        The final checkpoint, ``model_final.pth`` in the output folder.
+
+    Raises:
+        KeyboardInterrupt: after the interrupted run's checkpoint is saved.
+    """
+    trainer = _Trainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        # trainer.iter is the iteration that was running; it did not finish.
+        name = f"model_{trainer.iter - 1:07d}"
+        trainer.checkpointer.save(name, iteration=trainer.iter - 1)
+        logger.warning("Interrupted: saved %s.pth; run again with --resume to go on.", name)
+        raise
+    return Path(cfg.OUTPUT_DIR) / "model_final.pth"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Example: python -m training.train --config repository/pointer/"
+        "mask_rcnn_R18_FPN_demo.yaml --dataset build/data/gauges/train/annotations.json:"
+        "build/data/gauges/train/images --output build/train/pointer",
+    )
+    parser.add_argument("--config", type=Path, required=True, help="The detector's YAML.")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="ANNOTATIONS.json:IMAGE_FOLDER of a COCO instances dataset.",
+    )
+    parser.add_argument("--output", type=Path, required=True, help="Checkpoint folder.")
+    parser.add_argument(
+        "--resume", action="store_true", help="Go on from the last checkpoint in --output."
+    )
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu or cuda. Default is cuda when a GPU is visible, else cpu.",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch CPU threads; give each concurrent run its own cores (oversubscribed "
+        "threads cost far more than they gain). Default is every usable core.",
+    )
+    parser.add_argument(
+        "opts", nargs="*", default=[], help="Config overrides, e.g. SOLVER.MAX_ITER 100."
+    )
+    args = parser.parse_args(argv)
+
+    setup_logger(name="detectron2", abbrev_name="d2")
+    setup_logger(name="training")
+    annotations, _, images = args.dataset.rpartition(":")
+    try:
+        cfg = build_config(args.config, args.output, args.device, args.opts)
+        check_dataset(Path(annotations), Path(images), cfg.CLASS_NAMES)
+    except (DatasetError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.resume and not (args.output / "last_checkpoint").is_file():
+        print(f"error: --resume: no checkpoint in {args.output}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(1, args.threads))
+    register_coco_instances("train", {}, annotations, images)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "config.yaml").write_text(cfg.dump())
+    try:
+        final = train(cfg, args.resume)
+    except KeyboardInterrupt:
+        return 130
+    logger.info("Done: %s", final)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
