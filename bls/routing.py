@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ALL_MODELS", "RoutingError", "choose_detectors"]
+__all__ = ["ALL_MODELS", "RoutingError", "choose_detectors", "parse_detectors"]
 
 # The choice that runs every detector.
 ALL_MODELS = "both"
@@ -37,3 +37,23 @@ def choose_detectors(requested: str | None, detectors: Sequence[str], default: s
             f"unknown model {', '.join(map(repr, unknown))}; choose one of {choices}"
         )
     return [name for name in detectors if name in names]
+
+
+def parse_detectors(text: str) -> dict[str, str]:
+    """Reads the router's ``detectors`` parameter: ``"pointer=POINTER_IMAGE,insulator=..."``.
+
+    Returns:
+        Detector name -> the preprocessing output that is its image, in answer order.
+
+    Raises:
+        ValueError: an entry is not ``name=OUTPUT``, or a detector is named twice.
+    """
+    detectors: dict[str, str] = {}
+    for entry in text.split(","):
+        name, _, image = (part.strip() for part in entry.partition("="))
+        if not name or not image:
+            raise ValueError(f"detectors: expected 'detector=IMAGE_OUTPUT,...', got {text!r}")
+        if name in detectors:
+            raise ValueError(f"detectors: {name!r} is named twice in {text!r}")
+        detectors[name] = image
+    return detectors

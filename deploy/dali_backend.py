@@ -82,7 +82,13 @@ def write_dali_repository(
             f"{model} is not a python-backend model (backend {python_config.backend!r})"
         )
     parameters = {key: value.string_value for key, value in python_config.parameters.items()}
-    preprocess = PreprocessConfig.from_parameters(parameters)
+    # As the python model does: the UINT8 outputs are the images, each resized as the
+    # parameter of its name says. The backend maps the pipeline's outputs to the config's in
+    # order: the images, then the original size.
+    image_outputs = [
+        o.name for o in python_config.output if o.data_type == model_config_pb2.TYPE_UINT8
+    ]
+    preprocess = PreprocessConfig.from_parameters(parameters, image_outputs)
 
     shutil.copytree(
         repository,
@@ -95,7 +101,7 @@ def write_dali_repository(
     # device_id=None: no GPU is needed to serialize; the backend places each instance itself.
     pipe = decode_and_resize(
         input_name=python_config.input[0].name,
-        config=preprocess,
+        resizes=[resize for _, resize in preprocess.images],
         decoder_device=decoder_device,
         batch_size=max(1, python_config.max_batch_size),
         num_threads=_NUM_THREADS,

@@ -94,7 +94,11 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
     state = checkpoint.pop("model", None)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds no 'model' state dict (keys: {sorted(checkpoint)})")
-    state = {k: torch.as_tensor(v) for k, v in state.items()}
+    # Weights may be stored in fp16 (training.export halves them); the model computes in fp32.
+    state = {
+        k: (t.float() if t.is_floating_point() else t)
+        for k, t in ((k, torch.as_tensor(v)) for k, v in state.items())
+    }
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

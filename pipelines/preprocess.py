@@ -7,6 +7,10 @@ It reproduces detectron2's test-time input path (``DefaultPredictor``): decode t
 ``cfg.INPUT.FORMAT`` channel order, then ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)``
 as PIL's bilinear resize does it, output ``uint8`` HWC. No normalization: detectron2 models
 normalize inside ``forward`` with their own ``PIXEL_MEAN``/``PIXEL_STD``.
+
+Detectors differ in input size and channel order, so one decode can feed several resizes:
+each named image output has its own :class:`Resize`, and a run computes only the outputs it
+is asked for.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from pipelines.jpeg import DecodeError, check_jpeg
 __all__ = [
     "DecodeError",
     "PreprocessConfig",
+    "Preprocessed",
     "Preprocessor",
+    "Resize",
     "decode_and_resize",
     "resized_shape",
 ]
@@ -35,39 +41,36 @@ _CHANNEL_ORDERS = {"BGR": types.BGR, "RGB": types.RGB}
 
 
 @dataclass(frozen=True)
-class PreprocessConfig:
-    """How images are prepared for detectron2.
+class Resize:
+    """How one detector wants its image: detectron2's test-time resize and channel order.
 
     Attributes:
         shortest_edge: ``cfg.INPUT.MIN_SIZE_TEST``: the shorter side after resizing.
         max_size: ``cfg.INPUT.MAX_SIZE_TEST``: cap on the longer side after resizing.
         channel_order: ``cfg.INPUT.FORMAT``, ``"BGR"`` (detectron2's default) or ``"RGB"``.
-        max_bytes: largest JPEG file accepted, in bytes.
-        max_pixels: largest image accepted, width times height. Decoding holds the whole
-            image, 3 bytes a pixel, for every image of a batch at once.
     """
 
     shortest_edge: int = 800
     max_size: int = 1333
     channel_order: str = "BGR"
-    max_bytes: int = 64 * 1024 * 1024
-    max_pixels: int = 120_000_000
 
     @classmethod
-    def from_parameters(cls, parameters: Mapping[str, str]) -> PreprocessConfig:
-        """Builds the config from a model's ``config.pbtxt`` parameters (string values).
+    def parse(cls, text: str) -> Resize:
+        """Reads ``"shortest_edge=320 max_size=576 channel_order=BGR"`` (a config parameter).
 
         Raises:
-            KeyError: a parameter is missing.
-            ValueError: a value is not valid.
+            ValueError: a key is unknown or missing, or a value is not valid.
         """
-        return cls(
-            shortest_edge=int(parameters["shortest_edge"]),
-            max_size=int(parameters["max_size"]),
-            channel_order=parameters["channel_order"],
-            max_bytes=int(parameters["max_bytes"]),
-            max_pixels=int(parameters["max_pixels"]),
-        )
+        fields = {}
+        for item in text.split():
+            key, _, value = item.partition("=")
+            fields[key] = value
+        expected = {"shortest_edge", "max_size", "channel_order"}
+        if set(fields) != expected:
+            raise ValueError(
+                f"expected 'shortest_edge=N max_size=N channel_order=BGR|RGB', got {text!r}"
+            )
+        return cls(int(fields["shortest_edge"]), int(fields["max_size"]), fields["channel_order"])
 
     def __post_init__(self) -> None:
         if self.shortest_edge <= 0 or self.max_size <= 0:
@@ -80,6 +83,55 @@ class PreprocessConfig:
                 f"channel_order must be one of {sorted(_CHANNEL_ORDERS)}, "
                 f"got {self.channel_order!r}"
             )
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """What the preprocessing model makes of each JPEG, and what it refuses.
+
+    Attributes:
+        images: ``(output name, resize)`` pairs: one resized image per output, in output order.
+        max_bytes: largest JPEG file accepted, in bytes.
+        max_pixels: largest image accepted, width times height. Decoding holds the whole
+            image, 3 bytes a pixel, for every image of a batch at once.
+    """
+
+    images: tuple[tuple[str, Resize], ...] = (("IMAGE", Resize()),)
+    max_bytes: int = 64 * 1024 * 1024
+    max_pixels: int = 120_000_000
+
+    @classmethod
+    def from_parameters(
+        cls, parameters: Mapping[str, str], image_outputs: Sequence[str]
+    ) -> PreprocessConfig:
+        """Builds the config from a model's ``config.pbtxt`` parameters (string values).
+
+        Args:
+            parameters: the model's parameters; each image output's resize is the parameter
+                named after it.
+            image_outputs: the names of the image outputs, in output order.
+
+        Raises:
+            KeyError: a parameter is missing.
+            ValueError: a value is not valid.
+        """
+        return cls(
+            images=tuple((name, Resize.parse(parameters[name])) for name in image_outputs),
+            max_bytes=int(parameters["max_bytes"]),
+            max_pixels=int(parameters["max_pixels"]),
+        )
+
+    def resize(self, output: str) -> Resize:
+        """The resize of the image output ``output``.
+
+        Raises:
+            KeyError: there is no such image output.
+        """
+        return dict(self.images)[output]
+
+    def __post_init__(self) -> None:
+        if not self.images:
+            raise ValueError("at least one image output is needed")
         if self.max_bytes <= 0 or self.max_pixels <= 0:
             raise ValueError(
                 f"max_bytes and max_pixels must be positive, got {self.max_bytes}, "
@@ -110,46 +162,21 @@ def resized_shape(height: int, width: int, shortest_edge: int, max_size: int) ->
     return math.floor(new_h + 0.5), math.floor(new_w + 0.5)
 
 
-@pipeline_def
-def decode_and_resize(
-    input_name: str, config: PreprocessConfig, decoder_device: str
-) -> tuple[Any, Any]:
-    """DALI graph: encoded JPEG -> (resized image HWC uint8, original (height, width) int32).
+def _resize_like_detectron2(images: Any, height: Any, width: Any, resize: Resize) -> Any:
+    """detectron2's ``ResizeShortestEdge`` as PIL's bilinear resize does it, inside a graph.
 
-    The output size is computed in the graph from the JPEG header with detectron2's
-    ``ResizeShortestEdge`` arithmetic in float64, so it is the same size, to the pixel, as
-    :func:`resized_shape` (DALI's own ``resize_shorter`` rounds differently).
-
-    Args:
-        input_name: name of the ``external_source`` (the model's input tensor name).
-        config: resize and channel-order settings.
-        decoder_device: ``"cpu"``, or ``"mixed"`` to decode with nvJPEG on the GPU.
+    The output size is computed from the original size with detectron2's arithmetic in
+    float64, so it is the same size, to the pixel, as :func:`resized_shape` (DALI's own
+    ``resize_shorter`` rounds differently).
     """
-    jpegs = fn.external_source(name=input_name, dtype=types.UINT8, ndim=1)
-    # detectron2's read_image applies the EXIF orientation, and so must both of these (their
-    # default, stated here because ORIGINAL_SIZE and the detections depend on it).
-    shape = fn.peek_image_shape(jpegs, dtype=types.INT32, adjust_orientation=True)
-    original_size = shape[0:2]
-    height = fn.cast(shape[0], dtype=types.FLOAT64)
-    width = fn.cast(shape[1], dtype=types.FLOAT64)
-    short = float(config.shortest_edge)
+    short = float(resize.shortest_edge)
     scale = short / dmath.min(height, width)
     portrait = height >= width
     new_h = portrait * (scale * height) + (1 - portrait) * short
     new_w = portrait * short + (1 - portrait) * (scale * width)
-    shrink = dmath.min(float(config.max_size) / dmath.max(new_h, new_w), 1.0)
+    shrink = dmath.min(float(resize.max_size) / dmath.max(new_h, new_w), 1.0)
     new_h = dmath.floor(new_h * shrink + 0.5)
     new_w = dmath.floor(new_w * shrink + 0.5)
-    images = fn.decoders.image(
-        jpegs,
-        device=decoder_device,
-        output_type=_CHANNEL_ORDERS[config.channel_order],
-        adjust_orientation=True,
-        # nvJPEG (device="mixed") upsamples 4:2:0 and 4:2:2 chroma more crudely than
-        # libjpeg-turbo and PIL do; this makes it use their "fancy" upsampling. The CPU
-        # decoder does so anyway.
-        jpeg_fancy_upsampling=True,
-    )
     # detectron2 resizes with PIL's BILINEAR: a triangle filter (linear when enlarging, as wide
     # as the scale factor when shrinking) applied horizontally, rounded to uint8, then
     # vertically. Doing the same two rounded passes keeps DALI's output within one level of
@@ -162,7 +189,61 @@ def decode_and_resize(
             interp_type=types.INTERP_TRIANGULAR,
             dtype=types.UINT8,
         )
-    return images, original_size
+    return images
+
+
+@pipeline_def
+def decode_and_resize(
+    input_name: str, resizes: Sequence[Resize], decoder_device: str
+) -> tuple[Any, ...]:
+    """DALI graph: encoded JPEG -> one resized image per ``resizes`` entry, original size.
+
+    The JPEG is decoded once per channel order, then resized once per entry.
+
+    Args:
+        input_name: name of the ``external_source`` (the model's input tensor name).
+        resizes: the images to make (HWC ``uint8``), in output order.
+        decoder_device: ``"cpu"``, or ``"mixed"`` to decode with nvJPEG on the GPU.
+
+    Returns:
+        The resized images, in order, then the original ``(height, width)`` as ``int32``.
+    """
+    jpegs = fn.external_source(name=input_name, dtype=types.UINT8, ndim=1)
+    # detectron2's read_image applies the EXIF orientation, and so must both of these (their
+    # default, stated here because ORIGINAL_SIZE and the detections depend on it).
+    shape = fn.peek_image_shape(jpegs, dtype=types.INT32, adjust_orientation=True)
+    original_size = shape[0:2]
+    height = fn.cast(shape[0], dtype=types.FLOAT64)
+    width = fn.cast(shape[1], dtype=types.FLOAT64)
+    decoded = {
+        order: fn.decoders.image(
+            jpegs,
+            device=decoder_device,
+            output_type=_CHANNEL_ORDERS[order],
+            adjust_orientation=True,
+            # nvJPEG (device="mixed") upsamples 4:2:0 and 4:2:2 chroma more crudely than
+            # libjpeg-turbo and PIL do; this makes it use their "fancy" upsampling. The CPU
+            # decoder does so anyway.
+            jpeg_fancy_upsampling=True,
+        )
+        for order in dict.fromkeys(r.channel_order for r in resizes)
+    }
+    images = [_resize_like_detectron2(decoded[r.channel_order], height, width, r) for r in resizes]
+    return (*images, original_size)
+
+
+@dataclass
+class Preprocessed:
+    """One JPEG, ready for its detectors.
+
+    Attributes:
+        images: image output name -> the resized HWC ``uint8`` image (a numpy array on the
+            CPU, a torch CUDA tensor on the GPU), for the outputs asked for.
+        original_size: ``int32 [height, width]`` before resizing (EXIF orientation applied).
+    """
+
+    images: dict[str, Any]
+    original_size: np.ndarray
 
 
 class Preprocessor:
@@ -172,12 +253,17 @@ class Preprocessor:
     (:func:`pipelines.jpeg.check_jpeg`: format, truncation, ``max_bytes``, ``max_pixels``), so
     most bad inputs never reach DALI, and none that claims more pixels than allowed. A batch
     whose decode still fails is retried one image at a time, so every image gets either its
-    tensors or its own error. A DALI pipeline is unusable
-    after any error, so each failure rebuilds it (a few milliseconds).
+    tensors or its own error. A DALI pipeline is unusable after any error, so each failure
+    rebuilds it (a few milliseconds).
+
+    A pipeline is built for each set of image outputs asked for (at most one per detector
+    combination), so a request for one detector's image does not pay for another's resize.
 
     Examples:
         >>> pre = Preprocessor("JPEG", PreprocessConfig(), max_batch_size=8)
-        >>> [(image, size)] = pre([np.fromfile("meter.jpg", dtype=np.uint8)])
+        >>> [result] = pre([np.fromfile("meter.jpg", dtype=np.uint8)])
+        >>> result.images["IMAGE"].shape
+        (800, 1199, 3)
     """
 
     def __init__(
@@ -188,11 +274,11 @@ class Preprocessor:
         device_id: int | None = None,
         num_threads: int = 2,
     ) -> None:
-        """Builds the pipeline.
+        """Builds the pipeline that makes every image output.
 
         Args:
             input_name: name of the JPEG input (from ``config.pbtxt``).
-            config: resize and channel-order settings.
+            config: the image outputs with their resizes, and the input limits.
             max_batch_size: largest batch :meth:`__call__` will be given.
             device_id: CUDA device to decode on with nvJPEG; ``None`` decodes on the CPU.
             num_threads: DALI CPU worker threads.
@@ -202,40 +288,56 @@ class Preprocessor:
         self.device_id = device_id
         self.max_batch_size = max_batch_size
         self.num_threads = num_threads
-        self._pipe = self._build_pipeline()
+        self.output_names = tuple(name for name, _ in config.images)
+        self._pipes: dict[tuple[str, ...], Pipeline] = {}
+        self._pipeline(self.output_names)
 
-    def _build_pipeline(self) -> Pipeline:
-        # Fed by hand, one run per batch: no prefetching, so no run can "peek" at a batch that
-        # was never fed.
-        pipe = decode_and_resize(
-            input_name=self.input_name,
-            config=self.config,
-            decoder_device="cpu" if self.device_id is None else "mixed",
-            batch_size=self.max_batch_size,
-            num_threads=self.num_threads,
-            device_id=self.device_id,
-            prefetch_queue_depth=1,
-            exec_async=False,
-            exec_pipelined=False,
-        )
-        pipe.build()
+    def _pipeline(self, outputs: tuple[str, ...]) -> Pipeline:
+        """The pipeline making ``outputs``, built on first use."""
+        pipe = self._pipes.get(outputs)
+        if pipe is None:
+            # Fed by hand, one run per batch: no prefetching, so no run can "peek" at a batch
+            # that was never fed.
+            pipe = decode_and_resize(
+                input_name=self.input_name,
+                resizes=[self.config.resize(name) for name in outputs],
+                decoder_device="cpu" if self.device_id is None else "mixed",
+                batch_size=self.max_batch_size,
+                num_threads=self.num_threads,
+                device_id=self.device_id,
+                prefetch_queue_depth=1,
+                exec_async=False,
+                exec_pipelined=False,
+            )
+            pipe.build()
+            self._pipes[outputs] = pipe
         return pipe
 
-    def __call__(self, jpegs: Sequence[np.ndarray]) -> list[tuple[Any, np.ndarray] | DecodeError]:
+    def __call__(
+        self, jpegs: Sequence[np.ndarray], outputs: Sequence[str] | None = None
+    ) -> list[Preprocessed | DecodeError]:
         """Decodes and resizes a batch.
 
         Args:
             jpegs: 1-D ``uint8`` arrays of encoded JPEG bytes, at most ``max_batch_size``.
+            outputs: the image outputs to make; ``None`` makes all of them.
 
         Returns:
-            One entry per input, in order: ``(image, original_size)`` where ``image`` is the
-            resized HWC ``uint8`` image (a numpy array on CPU, a torch CUDA tensor on GPU) and
-            ``original_size`` is ``int32 [height, width]``; or the :class:`DecodeError` of that
-            input.
+            One entry per input, in order: its :class:`Preprocessed`, or its
+            :class:`DecodeError`.
+
+        Raises:
+            ValueError: the batch is too large, or an output is not an image output.
         """
         if len(jpegs) > self.max_batch_size:
             raise ValueError(f"batch of {len(jpegs)} exceeds max_batch_size {self.max_batch_size}")
-        results: list[tuple[Any, np.ndarray] | DecodeError | None] = [None] * len(jpegs)
+        wanted = self.output_names if outputs is None else tuple(outputs)
+        unknown = sorted(set(wanted) - set(self.output_names))
+        if unknown or not wanted:
+            raise ValueError(f"image outputs {unknown or wanted} not in {self.output_names}")
+        # Config order, so that each set of outputs has one pipeline.
+        wanted = tuple(name for name in self.output_names if name in wanted)
+        results: list[Preprocessed | DecodeError | None] = [None] * len(jpegs)
         pending = []
         for i, data in enumerate(jpegs):
             try:
@@ -245,26 +347,35 @@ class Preprocessor:
                 results[i] = error
         if pending:
             try:
-                outputs = self._run([jpegs[i] for i in pending])
-                for i, output in zip(pending, outputs, strict=True):
+                batch = self._run([jpegs[i] for i in pending], wanted)
+                for i, output in zip(pending, batch, strict=True):
                     results[i] = output
             except RuntimeError:
-                self._pipe = self._build_pipeline()
+                self._pipes.pop(wanted, None)
                 for i in pending:
-                    results[i] = self._run_alone(jpegs[i])
+                    results[i] = self._run_alone(jpegs[i], wanted)
         return results  # type: ignore[return-value]
 
-    def _run_alone(self, jpeg: np.ndarray) -> tuple[Any, np.ndarray] | DecodeError:
+    def _run_alone(self, jpeg: np.ndarray, outputs: tuple[str, ...]) -> Preprocessed | DecodeError:
         try:
-            return self._run([jpeg])[0]
+            return self._run([jpeg], outputs)[0]
         except RuntimeError:
-            self._pipe = self._build_pipeline()
+            self._pipes.pop(outputs, None)
             return DecodeError("cannot decode JPEG: corrupt data")
 
-    def _run(self, jpegs: list[np.ndarray]) -> list[tuple[Any, np.ndarray]]:
-        self._pipe.feed_input(self.input_name, jpegs)
-        images, sizes = self._pipe.run()
-        return [(self._take(images[i]), np.array(sizes[i])) for i in range(len(jpegs))]
+    def _run(self, jpegs: list[np.ndarray], outputs: tuple[str, ...]) -> list[Preprocessed]:
+        pipe = self._pipeline(outputs)
+        pipe.feed_input(self.input_name, jpegs)
+        *images, sizes = pipe.run()
+        return [
+            Preprocessed(
+                images={
+                    name: self._take(batch[i]) for name, batch in zip(outputs, images, strict=True)
+                },
+                original_size=np.array(sizes[i]),
+            )
+            for i in range(len(jpegs))
+        ]
 
     def _take(self, image: Any) -> Any:
         """Copies one output sample out of DALI's buffers, which the next run reuses."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from pipelines.untrained import make_untrained_checkpoint
 from server.launch import Ports, TritonServer
 from tests.support import JPEG_SIZES, PHOTO, UNRESIZED_SIZES, encode_jpeg, free_ports
 
@@ -52,3 +54,21 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonSe
     with TritonServer(ports, log_path=log_path) as server:
         server.wait_until_ready(timeout_s=600)
         yield server
+
+
+@pytest.fixture(scope="session")
+def untrained_weights(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], Path]:
+    """Makes (once per YAML) the untrained stand-in checkpoint of a detector config.
+
+    The production R50-FPN YAMLs have no weights in the repository; tests that build or serve
+    them use these.
+    """
+    made: dict[Path, Path] = {}
+
+    def make(config: Path) -> Path:
+        if config not in made:
+            folder = tmp_path_factory.mktemp("untrained")
+            made[config] = make_untrained_checkpoint(config, folder / f"{config.stem}.pth")
+        return made[config]
+
+    return make

@@ -16,10 +16,14 @@ import tritonclient.http as httpclient
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import convert_PIL_to_numpy
 from PIL import Image
+from tritonclient.grpc import model_config_pb2
 
 from clients.jpeg_client import JpegClient
-from pipelines.preprocess import PreprocessConfig
-from server.launch import TritonServer
+from bls.repository import read_config
+from pipelines.preprocess import PreprocessConfig, Resize
+from server.launch import REPO_ROOT, TritonServer
+
+REPOSITORY = REPO_ROOT / "repository"
 
 # A real photograph that ships with matplotlib (512x600, baseline 4:2:0 JPEG): the test images
 # are re-encodings of it at the sizes and aspect ratios a field camera may send.
@@ -69,17 +73,26 @@ MAX_BORDER_DIFF = 12
 MAX_MEAN_DIFF = 0.15
 
 
-def reference_preprocess(jpeg: bytes, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+def reference_preprocess(jpeg: bytes, resize: Resize) -> tuple[np.ndarray, np.ndarray]:
     """Decodes and resizes as ``DefaultPredictor`` does.
 
     Returns:
-        ``(image, original_size)``: HWC ``uint8`` in ``config.channel_order``, and
+        ``(image, original_size)``: HWC ``uint8`` in ``resize.channel_order``, and
         ``int32 [height, width]`` before resizing.
     """
-    image = convert_PIL_to_numpy(Image.open(io.BytesIO(jpeg)), config.channel_order)
-    resize = T.ResizeShortestEdge(config.shortest_edge, config.max_size)
-    resized = resize.get_transform(image).apply_image(image)
+    image = convert_PIL_to_numpy(Image.open(io.BytesIO(jpeg)), resize.channel_order)
+    transform = T.ResizeShortestEdge(resize.shortest_edge, resize.max_size)
+    resized = transform.get_transform(image).apply_image(image)
     return resized, np.array(image.shape[:2], dtype=np.int32)
+
+
+def served_preprocess_config() -> PreprocessConfig:
+    """The ``preprocess`` model's config as the repository serves it."""
+    config = read_config(REPOSITORY, "preprocess")
+    return PreprocessConfig.from_parameters(
+        {k: v.string_value for k, v in config.parameters.items()},
+        [o.name for o in config.output if o.data_type == model_config_pb2.TYPE_UINT8],
+    )
 
 
 def assert_close_to_reference(

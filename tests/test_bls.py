@@ -10,7 +10,7 @@ from PIL import Image
 
 from bls.merge import DetectorResult, merge_answer
 from bls.repository import class_names, model_tensors
-from bls.routing import RoutingError, choose_detectors
+from bls.routing import RoutingError, choose_detectors, parse_detectors
 from clients.answer import draw_answer, format_answer, parse_answer
 from server.launch import REPO_ROOT
 
@@ -43,14 +43,24 @@ def test_router_reads_names_from_the_repository() -> None:
     preprocess = model_tensors(REPOSITORY, "preprocess")
     pointer = model_tensors(REPOSITORY, "pointer")
     assert preprocess.inputs == ("JPEG",)
-    assert len(preprocess.outputs) == len(pointer.inputs) == 2
+    assert preprocess.outputs == ("POINTER_IMAGE", "INSULATOR_IMAGE", "ORIGINAL_SIZE")
+    assert pointer.inputs == ("IMAGE", "ORIGINAL_SIZE")
     assert pointer.outputs[:3] == ("BOXES", "SCORES", "CLASSES")
     assert class_names(REPOSITORY, "pointer") == ["pointer", "dial"]
     assert class_names(REPOSITORY, "insulator") == ["insulator", "defect"]
     inspect = model_tensors(REPOSITORY, "inspect")
-    assert inspect.parameters["detectors"].split(",") == DETECTORS
+    assert parse_detectors(inspect.parameters["detectors"]) == {
+        "pointer": "POINTER_IMAGE",
+        "insulator": "INSULATOR_IMAGE",
+    }
     with pytest.raises(FileNotFoundError, match="no model 'missing'"):
         model_tensors(REPOSITORY, "missing")
+
+
+@pytest.mark.parametrize("text", ["pointer", "pointer=", "=IMAGE", "a=X,a=Y", "a=X,"])
+def test_detectors_parameter_errors_say_what_is_expected(text: str) -> None:
+    with pytest.raises(ValueError, match="detectors: "):
+        parse_detectors(text)
 
 
 def pointer_result() -> DetectorResult:

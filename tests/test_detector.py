@@ -1,4 +1,4 @@
-"""pipelines.detector and pipelines.untrained, in process (no server)."""
+"""pipelines.detector, pipelines.untrained and training.export, in process (no server)."""
 
 from __future__ import annotations
 
@@ -18,30 +18,73 @@ from pipelines.detector import (
     load_weights,
     mask_rect,
 )
-from pipelines.preprocess import PreprocessConfig
+from pipelines.preprocess import Resize
 from pipelines.untrained import make_untrained_checkpoint
 from server.launch import REPO_ROOT
 from tests.support import reference_preprocess
+from training.export import export_weights
 
-POINTER_YAML = REPO_ROOT / "repository" / "pointer" / "mask_rcnn_R50_FPN.yaml"
-INSULATOR_YAML = REPO_ROOT / "repository" / "insulator" / "centernet2_R50_FPN.yaml"
-POINTER_WEIGHTS = REPO_ROOT / "repository" / "pointer" / "weights" / "untrained.pth"
+REPOSITORY = REPO_ROOT / "repository"
+# Production architectures: their weights are the user's; tests build untrained stand-ins.
+POINTER_YAML = REPOSITORY / "pointer" / "mask_rcnn_R50_FPN.yaml"
+INSULATOR_YAML = REPOSITORY / "insulator" / "centernet2_R50_FPN.yaml"
+# The demo models the repository serves, with their committed weights.
+DEMO = {
+    "pointer": (REPOSITORY / "pointer" / "mask_rcnn_R18_FPN_demo.yaml", ["pointer", "dial"]),
+    "insulator": (
+        REPOSITORY / "insulator" / "centernet2_R18_FPN_demo.yaml",
+        ["insulator", "defect"],
+    ),
+}
+# The demo weights stay small: every version stays in the git history.
+MAX_DEMO_WEIGHTS_BYTES = 40 * 2**20
 
 
 @pytest.fixture(scope="module")
-def pointer() -> Detector:
-    return Detector(POINTER_YAML, POINTER_WEIGHTS, forward_batch_size=2)
+def pointer(untrained_weights) -> Detector:
+    return Detector(POINTER_YAML, untrained_weights(POINTER_YAML), forward_batch_size=2)
 
 
-@pytest.mark.parametrize("path", [POINTER_YAML, INSULATOR_YAML])
-def test_configs_name_their_classes_and_match_preprocessing(path: Path) -> None:
+@pytest.mark.parametrize("path", [POINTER_YAML, INSULATOR_YAML, *(y for y, _ in DEMO.values())])
+def test_configs_name_their_classes(path: Path) -> None:
     cfg = load_config(path)
     assert len(cfg.CLASS_NAMES) == cfg.MODEL.ROI_HEADS.NUM_CLASSES > 0
     assert cfg.MODEL.WEIGHTS == "", "weights come from config.pbtxt, never from a URL"
-    preprocess = PreprocessConfig()
-    assert preprocess.shortest_edge == cfg.INPUT.MIN_SIZE_TEST
-    assert preprocess.max_size == cfg.INPUT.MAX_SIZE_TEST
-    assert preprocess.channel_order == cfg.INPUT.FORMAT
+
+
+@pytest.mark.parametrize("path", [POINTER_YAML, INSULATOR_YAML])
+def test_production_configs_keep_detectron2s_input_defaults(path: Path) -> None:
+    cfg = load_config(path)
+    assert Resize() == Resize(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT)
+
+
+@pytest.mark.parametrize("name", sorted(DEMO))
+def test_demo_weights_are_small_trained_and_load_as_fp32(name: str) -> None:
+    config, class_names = DEMO[name]
+    weights = REPOSITORY / name / "weights" / "demo.pth"
+    assert weights.stat().st_size <= MAX_DEMO_WEIGHTS_BYTES
+    stored = torch.load(weights, map_location="cpu", weights_only=False)["model"]
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    detector = Detector(config, weights)
+    assert not detector.untrained
+    assert detector.class_names == class_names
+    for key, value in detector.model.state_dict().items():
+        if value.is_floating_point():
+            assert value.dtype == torch.float32, key
+            torch.testing.assert_close(value, stored[key].float(), rtol=0, atol=0)
+
+
+def test_export_halves_a_training_checkpoint(tmp_path: Path) -> None:
+    state = {"w": torch.tensor([1.0, 1 / 3], dtype=torch.float32), "n": torch.tensor([7])}
+    torch.save({"model": state, "optimizer": {"lr": 1}, "iteration": 99}, tmp_path / "ckpt.pth")
+    export_weights(tmp_path / "ckpt.pth", tmp_path / "out" / "demo.pth", note="test")
+    exported = torch.load(tmp_path / "out" / "demo.pth", weights_only=False)
+    assert set(exported) == {"model", "iteration", "note"} and exported["iteration"] == 99
+    assert exported["model"]["w"].dtype == torch.float16
+    assert exported["model"]["n"].dtype == torch.int64
+    torch.save({"optimizer": {}}, tmp_path / "no_model.pth")
+    with pytest.raises(ValueError, match="holds no 'model'"):
+        export_weights(tmp_path / "no_model.pth", tmp_path / "x.pth", note="")
 
 
 def test_config_with_wrong_class_count_is_refused(tmp_path: Path) -> None:
@@ -108,7 +151,7 @@ def test_batch_forward_returns_one_result_per_image_in_original_pixels(
     pointer: Detector, jpegs: dict[str, bytes]
 ) -> None:
     names = ["landscape_640x427", "portrait_300x1000", "tiny_64x48"]
-    inputs = [reference_preprocess(jpegs[name], PreprocessConfig()) for name in names]
+    inputs = [reference_preprocess(jpegs[name], Resize()) for name in names]
     results = pointer(inputs)  # forward_batch_size 2: one batch of two, one of one
     assert len(results) == len(names)
     for (_, (height, width)), detections in zip(inputs, results, strict=True):
@@ -141,7 +184,7 @@ def test_masks_pasted_into_boxes_equal_detectron2s_full_paste_cropped(
 ) -> None:
     # The detector pastes each mask only into its box; detectron2's own postprocessing pastes
     # full-image planes, which crop_masks then crops. Same boxes, same bytes.
-    image, size = reference_preprocess(jpegs["landscape_640x427"], PreprocessConfig())
+    image, size = reference_preprocess(jpegs["landscape_640x427"], Resize())
     image = image[::2, ::2].copy()  # a quarter of the pixels: a faster forward, scaled back up
     [served] = pointer([(image, size)])
     chw = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)

@@ -8,8 +8,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from pipelines.preprocess import PreprocessConfig
+from bls.routing import parse_detectors
+from pipelines.detector import load_config as load_detectron2_config
+from pipelines.preprocess import Resize
 from server.launch import REPO_ROOT
+from tests.support import served_preprocess_config
 
 REPOSITORY = REPO_ROOT / "repository"
 
@@ -62,17 +65,32 @@ def test_ensemble_maps_agree_with_its_steps(name: str) -> None:
         assert available[name_] == (dtype, dims), f"{name_}: type or shape differs from its step"
 
 
-def test_preprocess_parameters_are_detectron2_defaults() -> None:
-    params = {k: v.string_value for k, v in CONFIGS["preprocess"].parameters.items()}
-    assert PreprocessConfig.from_parameters(params) == PreprocessConfig(), (
-        "preprocess must match detectron2's test-time defaults"
-    )
+def test_each_detector_gets_the_image_its_yaml_asks_for() -> None:
+    """The router's and the ensembles' image for each detector is resized as its YAML says."""
+    preprocess = served_preprocess_config()
+    router = parse_detectors(CONFIGS["inspect"].parameters["detectors"].string_value)
+    assert set(router) == {"pointer", "insulator"}
+    for detector, image_output in router.items():
+        parameters = {k: v.string_value for k, v in CONFIGS[detector].parameters.items()}
+        cfg = load_detectron2_config(REPOSITORY / detector / parameters["detectron2_config"])
+        assert preprocess.resize(image_output) == Resize(
+            cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT
+        ), f"{image_output} must be resized as {parameters['detectron2_config']} says"
+        # Its ensemble hands it the same image.
+        steps = CONFIGS[f"{detector}_ensemble"].ensemble_scheduling.step
+        [preprocess_step] = [s for s in steps if s.model_name == "preprocess"]
+        [detector_step] = [s for s in steps if s.model_name == detector]
+        image_input = CONFIGS[detector].input[0].name
+        assert preprocess_step.output_map[image_output] == detector_step.input_map[image_input]
+    assert {name for name, _ in preprocess.images} == set(router.values())
 
 
 def test_preprocess_outputs_are_what_the_pipeline_returns() -> None:
     outputs = CONFIGS["preprocess"].output
-    image, original_size = outputs
-    assert (image.data_type, list(image.dims)) == (model_config_pb2.TYPE_UINT8, [-1, -1, 3])
+    *images, original_size = outputs
+    assert [image.name for image in images] == [n for n, _ in served_preprocess_config().images]
+    for image in images:
+        assert (image.data_type, list(image.dims)) == (model_config_pb2.TYPE_UINT8, [-1, -1, 3])
     assert (original_size.data_type, list(original_size.dims)) == (
         model_config_pb2.TYPE_INT32,
         [2],

@@ -9,10 +9,25 @@ import pytest
 from detectron2.config import get_cfg
 from detectron2.data import transforms as T
 
-from pipelines.preprocess import DecodeError, PreprocessConfig, Preprocessor, resized_shape
+from pipelines.preprocess import (
+    DecodeError,
+    PreprocessConfig,
+    Preprocessed,
+    Preprocessor,
+    Resize,
+    resized_shape,
+)
 from tests.support import as_array, assert_close_to_reference, reference_preprocess
 
 CONFIG = PreprocessConfig()
+RESIZE = CONFIG.resize("IMAGE")
+# Two detectors with their own input sizes and channel orders, fed from one decode.
+TWO_DETECTORS = PreprocessConfig(
+    images=(
+        ("SMALL_IMAGE", Resize(320, 576, "BGR")),
+        ("LARGE_RGB_IMAGE", Resize(512, 700, "RGB")),
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +35,16 @@ def preprocessor() -> Preprocessor:
     return Preprocessor("JPEG", CONFIG, max_batch_size=8)
 
 
+def image_of(result: Preprocessed | DecodeError, output: str = "IMAGE") -> np.ndarray:
+    assert not isinstance(result, DecodeError), str(result)
+    return result.images[output]
+
+
 def test_defaults_match_detectron2_test_time_input() -> None:
     cfg = get_cfg()
-    assert CONFIG.shortest_edge == cfg.INPUT.MIN_SIZE_TEST
-    assert CONFIG.max_size == cfg.INPUT.MAX_SIZE_TEST
-    assert CONFIG.channel_order == cfg.INPUT.FORMAT
+    assert RESIZE.shortest_edge == cfg.INPUT.MIN_SIZE_TEST
+    assert RESIZE.max_size == cfg.INPUT.MAX_SIZE_TEST
+    assert RESIZE.channel_order == cfg.INPUT.FORMAT
 
 
 @pytest.mark.parametrize(("shortest_edge", "max_size"), [(800, 1333), (640, 1000), (1024, 1024)])
@@ -39,34 +59,83 @@ def test_batch_matches_reference(preprocessor: Preprocessor, jpegs: dict[str, by
     names = list(jpegs)
     results = preprocessor([as_array(jpegs[name]) for name in names])
     for name, result in zip(names, results, strict=True):
-        assert not isinstance(result, DecodeError), f"{name}: {result}"
-        image, original_size = result
-        reference_image, reference_size = reference_preprocess(jpegs[name], CONFIG)
-        assert original_size.dtype == np.int32
-        np.testing.assert_array_equal(original_size, reference_size, err_msg=name)
+        image = image_of(result)
+        reference_image, reference_size = reference_preprocess(jpegs[name], RESIZE)
+        assert result.original_size.dtype == np.int32
+        np.testing.assert_array_equal(result.original_size, reference_size, err_msg=name)
         assert image.shape[:2] == resized_shape(
-            *reference_size, CONFIG.shortest_edge, CONFIG.max_size
+            *reference_size, RESIZE.shortest_edge, RESIZE.max_size
         )
         assert_close_to_reference(image, reference_image)
 
 
+def test_each_output_gets_its_own_resize(jpegs: dict[str, bytes]) -> None:
+    two = Preprocessor("JPEG", TWO_DETECTORS, max_batch_size=4)
+    names = ["landscape_640x427", "panorama_1600x400", "tiny_64x48", "portrait_300x1000"]
+    results = two([as_array(jpegs[name]) for name in names])
+    for name, result in zip(names, results, strict=True):
+        for output, resize in TWO_DETECTORS.images:
+            reference, size = reference_preprocess(jpegs[name], resize)
+            assert_close_to_reference(image_of(result, output), reference)
+            np.testing.assert_array_equal(result.original_size, size)
+
+
+def test_only_the_outputs_asked_for_are_made(jpegs: dict[str, bytes]) -> None:
+    two = Preprocessor("JPEG", TWO_DETECTORS, max_batch_size=2)
+    jpeg = jpegs["landscape_640x427"]
+    [small] = two([as_array(jpeg)], ["SMALL_IMAGE"])
+    [large] = two([as_array(jpeg)], ["LARGE_RGB_IMAGE"])
+    [both] = two([as_array(jpeg)], ["LARGE_RGB_IMAGE", "SMALL_IMAGE"])
+    assert list(small.images) == ["SMALL_IMAGE"]
+    assert list(large.images) == ["LARGE_RGB_IMAGE"]
+    assert list(both.images) == ["SMALL_IMAGE", "LARGE_RGB_IMAGE"]
+    np.testing.assert_array_equal(small.images["SMALL_IMAGE"], both.images["SMALL_IMAGE"])
+    np.testing.assert_array_equal(
+        large.images["LARGE_RGB_IMAGE"], both.images["LARGE_RGB_IMAGE"]
+    )
+    assert small.images["SMALL_IMAGE"].shape == (320, 480, 3)
+    with pytest.raises(ValueError, match="not in"):
+        two([as_array(jpeg)], ["IMAGE"])
+
+
 def test_channel_order_follows_config(jpegs: dict[str, bytes]) -> None:
     jpeg = jpegs["landscape_640x427"]
-    rgb = Preprocessor("JPEG", PreprocessConfig(channel_order="RGB"), max_batch_size=1)
-    [(image, _)] = rgb([as_array(jpeg)])
-    reference, _ = reference_preprocess(jpeg, PreprocessConfig(channel_order="RGB"))
-    assert_close_to_reference(image, reference)
-    bgr_reference, _ = reference_preprocess(jpeg, CONFIG)
-    assert np.abs(image.astype(int) - bgr_reference.astype(int)).mean() > 5, "channels not swapped"
+    rgb_resize = Resize(channel_order="RGB")
+    rgb = Preprocessor("JPEG", PreprocessConfig(images=(("IMAGE", rgb_resize),)), 1)
+    [result] = rgb([as_array(jpeg)])
+    reference, _ = reference_preprocess(jpeg, rgb_resize)
+    assert_close_to_reference(image_of(result), reference)
+    bgr_reference, _ = reference_preprocess(jpeg, RESIZE)
+    difference = np.abs(image_of(result).astype(int) - bgr_reference.astype(int)).mean()
+    assert difference > 5, "channels not swapped"
 
 
-def test_other_resize_settings(jpegs: dict[str, bytes]) -> None:
-    config = PreprocessConfig(shortest_edge=512, max_size=700)
-    small = Preprocessor("JPEG", config, max_batch_size=2)
-    for name in ("landscape_640x427", "panorama_1600x400"):
-        [(image, _)] = small([as_array(jpegs[name])])
-        reference, _ = reference_preprocess(jpegs[name], config)
-        assert_close_to_reference(image, reference)
+def test_parameters_of_a_config_pbtxt() -> None:
+    parameters = {
+        "POINTER_IMAGE": "shortest_edge=320 max_size=576 channel_order=BGR",
+        "INSULATOR_IMAGE": "shortest_edge=384  max_size=640 channel_order=RGB",
+        "max_bytes": "1000",
+        "max_pixels": "2000",
+    }
+    config = PreprocessConfig.from_parameters(parameters, ["POINTER_IMAGE", "INSULATOR_IMAGE"])
+    assert config == PreprocessConfig(
+        images=(
+            ("POINTER_IMAGE", Resize(320, 576, "BGR")),
+            ("INSULATOR_IMAGE", Resize(384, 640, "RGB")),
+        ),
+        max_bytes=1000,
+        max_pixels=2000,
+    )
+    with pytest.raises(KeyError):
+        PreprocessConfig.from_parameters(parameters, ["IMAGE"])
+    for bad in (
+        "shortest_edge=320 max_size=576",
+        "320 576 BGR",
+        "shortest_edge=x max_size=1 channel_order=BGR",
+        "shortest_edge=1 max_size=1 channel_order=BGR colour=yes",
+    ):
+        with pytest.raises(ValueError):
+            Resize.parse(bad)
 
 
 @pytest.mark.parametrize(
@@ -86,8 +155,7 @@ def test_non_jpeg_gets_its_own_error(
     assert isinstance(bad, DecodeError)
     assert message in str(bad)
     for result in (first, last):
-        assert not isinstance(result, DecodeError)
-        assert result[0].shape == (800, 1199, 3)
+        assert image_of(result).shape == (800, 1199, 3)
 
 
 def test_corrupt_jpeg_fails_alone_and_pipeline_recovers(
@@ -104,9 +172,9 @@ def test_corrupt_jpeg_fails_alone_and_pipeline_recovers(
     assert "truncated JPEG" in str(results[1])
     assert "cannot decode JPEG" in str(results[2])
     # The next batch, on the rebuilt pipeline, is served normally.
-    [(image, size)] = preprocessor([good])
-    assert image.shape == (800, 1199, 3)
-    assert size.tolist() == [427, 640]
+    [result] = preprocessor([good])
+    assert image_of(result).shape == (800, 1199, 3)
+    assert result.original_size.tolist() == [427, 640]
 
 
 def test_batch_larger_than_max_is_refused(preprocessor: Preprocessor) -> None:
@@ -115,15 +183,16 @@ def test_batch_larger_than_max_is_refused(preprocessor: Preprocessor) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    "make",
     [
-        {"shortest_edge": 0},
-        {"max_size": -1},
-        {"channel_order": "YUV"},
-        {"max_bytes": 0},
-        {"max_pixels": -1},
+        lambda: Resize(shortest_edge=0),
+        lambda: Resize(max_size=-1),
+        lambda: Resize(channel_order="YUV"),
+        lambda: PreprocessConfig(max_bytes=0),
+        lambda: PreprocessConfig(max_pixels=-1),
+        lambda: PreprocessConfig(images=()),
     ],
 )
-def test_config_rejects_nonsense(kwargs: dict[str, object]) -> None:
+def test_config_rejects_nonsense(make) -> None:
     with pytest.raises(ValueError):
-        PreprocessConfig(**kwargs)
+        make()

@@ -1,9 +1,10 @@
 """Triton python-backend BLS model "inspect": route one JPEG to pointer, insulator or both.
 
-Decodes once (``preprocess``), runs the chosen detectors with ``async_exec`` (concurrently on a
-GPU, one after the other on a CPU: see config.pbtxt), and merges their results into one answer
-(``bls.merge``). A detector that fails is reported in the
-answer next to the other's results; a bad request (unknown model, undecodable image) fails alone.
+Decodes once (``preprocess``, which resizes the photo for each chosen detector), runs the
+detectors with ``async_exec`` (concurrently on a GPU, one after the other on a CPU: see
+config.pbtxt), and merges their results into one answer (``bls.merge``). A detector that fails
+is reported in the answer next to the other's results; a bad request (unknown model,
+undecodable image) fails alone.
 """
 
 import asyncio
@@ -15,7 +16,7 @@ import triton_python_backend_utils as pb_utils
 
 from bls.merge import DetectorResult, merge_answer
 from bls.repository import class_names, model_tensors
-from bls.routing import RoutingError, choose_detectors
+from bls.routing import RoutingError, choose_detectors, parse_detectors
 from server.python_models import failure, invalid_argument, model_parameters, respond, yes_or_no
 
 
@@ -28,7 +29,11 @@ class TritonPythonModel:
         self.detections_output, self.masks_output = (o["name"] for o in model_config["output"])
         self.preprocess_model = params["preprocess_model"]
         self.preprocess = model_tensors(repository, self.preprocess_model)
-        self.detectors = params["detectors"].split(",")
+        # detector -> the preprocess output that is its image
+        self.detector_images = parse_detectors(params["detectors"])
+        self.detectors = list(self.detector_images)
+        images = set(self.detector_images.values())
+        (self.size_output,) = (n for n in self.preprocess.outputs if n not in images)
         self.detector_tensors = {name: model_tensors(repository, name) for name in self.detectors}
         self.class_names = {name: class_names(repository, name) for name in self.detectors}
         self.default_models = params["default_models"]
@@ -63,21 +68,27 @@ class TritonPythonModel:
             return invalid_argument(f"missing input {self.jpeg_input}: the JPEG file's bytes")
         preprocessed = await pb_utils.InferenceRequest(
             model_name=self.preprocess_model,
-            requested_output_names=list(self.preprocess.outputs),
+            requested_output_names=[
+                *(self.detector_images[name] for name in detectors),
+                self.size_output,
+            ],
             inputs=[pb_utils.Tensor(self.preprocess.inputs[0], jpeg.as_numpy())],
         ).async_exec()
         if preprocessed.has_error():
             return invalid_argument(preprocessed.error().message())
-        # The detectors take preprocess's outputs in order, as the ensembles map them.
-        tensors = [
-            pb_utils.get_output_tensor_by_name(preprocessed, n) for n in self.preprocess.outputs
-        ]
+        size = pb_utils.get_output_tensor_by_name(preprocessed, self.size_output)
+        images = {
+            name: pb_utils.get_output_tensor_by_name(preprocessed, self.detector_images[name])
+            for name in detectors
+        }
 
         if self.concurrent_detectors:
-            outcomes = await asyncio.gather(*(self._detect(n, tensors) for n in detectors))
+            outcomes = await asyncio.gather(
+                *(self._detect(name, images[name], size) for name in detectors)
+            )
         else:
-            outcomes = [await self._detect(name, tensors) for name in detectors]
-        height, width = (int(v) for v in tensors[-1].as_numpy().reshape(-1))
+            outcomes = [await self._detect(name, images[name], size) for name in detectors]
+        height, width = (int(v) for v in size.as_numpy().reshape(-1))
         document, masks = merge_answer(
             height, width, dict(zip(detectors, outcomes, strict=True)), self.class_names
         )
@@ -88,13 +99,15 @@ class TritonPythonModel:
             ]
         )
 
-    async def _detect(self, detector, preprocessed):
+    async def _detect(self, detector, image, size):
         """One detector's result, or its error message: a failure stays in its own slot."""
         names = self.detector_tensors[detector]
+        # The detector takes its image and the original size, in that order.
+        image_input, size_input = names.inputs
         response = await pb_utils.InferenceRequest(
             model_name=detector,
             requested_output_names=list(names.outputs),
-            inputs=[_renamed(t, n) for t, n in zip(preprocessed, names.inputs, strict=True)],
+            inputs=[_renamed(image, image_input), _renamed(size, size_input)],
         ).async_exec()
         if response.has_error():
             return f"{detector}: {response.error().message()}"

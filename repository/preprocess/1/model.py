@@ -1,6 +1,8 @@
-"""Triton python-backend model: raw JPEG bytes -> the image a detectron2 model expects.
+"""Triton python-backend model: raw JPEG bytes -> the image each detectron2 model expects.
 
-The DALI pipeline lives in ``pipelines.preprocess``; this file only adapts it to Triton.
+The DALI pipeline lives in ``pipelines.preprocess``; this file only adapts it to Triton. Each
+JPEG is decoded once and resized once per image output the request asks for (an ensemble asks
+for its detector's; a client that names no outputs gets them all).
 """
 
 import json
@@ -15,11 +17,19 @@ class TritonPythonModel:
     def initialize(self, args):
         model_config = json.loads(args["model_config"])
         self.input_name = model_config["input"][0]["name"]
-        # Output order in config.pbtxt is the pipeline's output order.
-        self.output_names = [output["name"] for output in model_config["output"]]
+        # The images are the UINT8 outputs, each resized as the parameter of its name says;
+        # the original size is the INT32 one.
+        self.image_outputs = [
+            o["name"] for o in model_config["output"] if o["data_type"] == "TYPE_UINT8"
+        ]
+        (self.size_output,) = (
+            o["name"] for o in model_config["output"] if o["data_type"] == "TYPE_INT32"
+        )
         on_gpu = args["model_instance_kind"] == "GPU"
         device_id = int(args["model_instance_device_id"]) if on_gpu else None
-        config = PreprocessConfig.from_parameters(model_parameters(model_config))
+        config = PreprocessConfig.from_parameters(
+            model_parameters(model_config), self.image_outputs
+        )
         self.preprocessor = Preprocessor(
             self.input_name,
             config,
@@ -31,18 +41,26 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
-        jpegs = {}
+        # Requests are grouped by the images they ask for: one pipeline run per group.
+        groups = {}
         errors = {}
         for i, request in enumerate(requests):
             tensor = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
             if tensor.ndim == 2 and tensor.shape[0] == 1:
-                jpegs[i] = tensor[0]
+                asked = set(request.requested_output_names()) & set(self.image_outputs)
+                wanted = tuple(n for n in self.image_outputs if n in asked) or tuple(
+                    self.image_outputs
+                )
+                groups.setdefault(wanted, {})[i] = tensor[0]
             else:
                 errors[i] = (
                     f"expected one JPEG per request: {self.input_name} of shape [1, N], "
                     f"got {list(tensor.shape)}"
                 )
-        results = dict(zip(jpegs, self.preprocessor(list(jpegs.values())), strict=True))
+        results = {}
+        for wanted, jpegs in groups.items():
+            outcomes = self.preprocessor(list(jpegs.values()), wanted)
+            results.update(zip(jpegs, outcomes, strict=True))
 
         responses = []
         for i in range(len(requests)):
@@ -50,10 +68,8 @@ class TritonPythonModel:
             if result is None or isinstance(result, DecodeError):
                 responses.append(invalid_argument(errors.get(i) or str(result)))
                 continue
-            outputs = [
-                output_tensor(name, value)
-                for name, value in zip(self.output_names, result, strict=True)
-            ]
+            outputs = [output_tensor(name, image) for name, image in result.images.items()]
+            outputs.append(output_tensor(self.size_output, result.original_size))
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
         return responses
 

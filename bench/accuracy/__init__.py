@@ -1,0 +1,6 @@
+"""``make accuracy``: the demo detectors' accuracy on the held-out synthetic sets, through the
+real server (``python -m bench.accuracy --help``).
+
+:mod:`bench.accuracy.metrics` holds the pure, unit-tested figures; :mod:`bench.accuracy.report`
+the table and plot; ``__main__`` runs the server, the client and the sets.
+"""
