@@ -178,10 +178,12 @@ class Bench:
         from detectron2.data import transforms as T
         from detectron2.data.detection_utils import convert_PIL_to_numpy
 
-        from pipelines.preprocess import PreprocessConfig, Preprocessor
+        from pipelines.preprocess import PreprocessConfig, Preprocessor, Resize
 
-        config = PreprocessConfig()
-        dali = Preprocessor("JPEG", config, max_batch_size=max(batch_sizes))
+        config = Resize()
+        dali = Preprocessor(
+            "JPEG", PreprocessConfig(images=(("IMAGE", config),)), max_batch_size=max(batch_sizes)
+        )
         resize = T.ResizeShortestEdge(config.shortest_edge, config.max_size)
         pool = ThreadPoolExecutor(2)
 
@@ -350,10 +352,11 @@ class Bench:
             samples = interleaved(
                 variants, self.rounds * 4, self.warmup + 1, "5 transport preprocess"
             )
-            image = self.grpc.infer("preprocess_ensemble", self.jpeg)["IMAGE"]
-            note = (
-                f"answer {image.nbytes / 2**20:.1f} MiB (IMAGE {'x'.join(map(str, image.shape))})"
-            )
+            answer = self.grpc.infer("preprocess_ensemble", self.jpeg)
+            images = {k: v for k, v in answer.items() if k.endswith("_IMAGE")}
+            shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in images.items())
+            megabytes = sum(v.nbytes for v in images.values()) / 2**20
+            note = f"answer {megabytes:.1f} MiB ({shapes})"
             result.rows.append(_row("5 transport", "preprocess_ensemble http", samples, note=note))
             result.rows.append(
                 _row("5 transport", "preprocess_ensemble grpc", samples, "preprocess_ensemble http")

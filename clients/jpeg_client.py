@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 __all__ = [
     "DEFAULT_URLS",
@@ -51,12 +51,14 @@ class ModelSignature:
         input_name: name of the model's single ``UINT8`` input (the encoded JPEG).
         batched: whether the input carries a leading batch dimension.
         output_names: every output, in the model's order.
+        output_dtypes: their numpy types, in the same order.
         option_names: the model's ``BYTES`` inputs (e.g. the router's model choice).
     """
 
     input_name: str
     batched: bool
     output_names: tuple[str, ...]
+    output_dtypes: tuple[np.dtype, ...]
     option_names: tuple[str, ...] = ()
 
 
@@ -97,6 +99,10 @@ class JpegClient:
                 input_name=jpeg_inputs[0]["name"],
                 batched=len(jpeg_inputs[0]["shape"]) == 2,
                 output_names=tuple(output["name"] for output in metadata["outputs"]),
+                output_dtypes=tuple(
+                    np.dtype(triton_to_np_dtype(output["datatype"]))
+                    for output in metadata["outputs"]
+                ),
                 option_names=tuple(options),
             )
         return self._signatures[model]
@@ -133,7 +139,12 @@ class JpegClient:
             inputs.append(option)
         requested = [self._module.InferRequestedOutput(name) for name in signature.output_names]
         result = self._client.infer(model, inputs, outputs=requested)
-        outputs = {name: result.as_numpy(name) for name in signature.output_names}
+        outputs = {}
+        for name, dtype in zip(signature.output_names, signature.output_dtypes, strict=True):
+            value = result.as_numpy(name)
+            # tritonclient's HTTP client returns an empty output as float64 whatever its type
+            # (gRPC keeps it): give it the model's type, so no caller meets a float mask.
+            outputs[name] = value.astype(dtype) if value.size == 0 else value
         if signature.batched:
             outputs = {name: value[0] for name, value in outputs.items()}
         return outputs

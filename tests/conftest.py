@@ -10,7 +10,13 @@ from PIL import Image
 
 from pipelines.untrained import make_untrained_checkpoint
 from server.launch import Ports, TritonServer
-from tests.support import JPEG_SIZES, PHOTO, UNRESIZED_SIZES, encode_jpeg, free_ports
+from tests.support import (
+    JPEG_SIZES,
+    PHOTO,
+    encode_jpeg,
+    free_ports,
+    make_scenes,
+)
 
 # The soak's size in `make test`; `make soak` runs the full one (tests/test_soak.py).
 SMALL_SOAK_REQUESTS = 250
@@ -39,11 +45,9 @@ def jpegs() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="session")
-def unresized_jpegs() -> dict[str, bytes]:
-    """Test JPEGs that detectron2's resize leaves unchanged, see ``UNRESIZED_SIZES``."""
-    photo = Image.open(PHOTO)
-    photo.load()
-    return {name: encode_jpeg(photo.resize(size)) for name, size in UNRESIZED_SIZES.items()}
+def scenes() -> dict[str, bytes]:
+    """Synthetic photos of meters and insulators, and one of nothing: see ``make_scenes``."""
+    return make_scenes()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import io
 import socket
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -18,10 +19,12 @@ from detectron2.data.detection_utils import convert_PIL_to_numpy
 from PIL import Image
 from tritonclient.grpc import model_config_pb2
 
-from clients.jpeg_client import JpegClient
 from bls.repository import read_config
+from clients.jpeg_client import JpegClient
 from pipelines.preprocess import PreprocessConfig, Resize
 from server.launch import REPO_ROOT, TritonServer
+from training import gauges, insulators
+from training.coco import Scene
 
 REPOSITORY = REPO_ROOT / "repository"
 
@@ -39,13 +42,41 @@ JPEG_SIZES: dict[str, tuple[int, int] | None] = {
     "large_4000x3000": (4000, 3000),  # downscaled 3.75x: antialiasing matters
 }
 
-# Sizes whose shorter side is already MIN_SIZE_TEST (800) and longer side within MAX_SIZE_TEST:
-# detectron2's resize leaves them as they are, so both pipelines give the detector the same pixels.
-UNRESIZED_SIZES: dict[str, tuple[int, int]] = {
-    "landscape_1200x800": (1200, 800),
-    "portrait_800x1000": (800, 1000),
-    "square_800x800": (800, 800),
-}
+# Photos of what the demo detectors were trained for, drawn by the project's generators with a
+# seed training never used (training draws seed 1), in the styles it was trained on.
+SCENE_SEED = 3
+
+
+def _first_scene(render: Callable[..., Scene], accept: Callable[[Scene], bool]) -> Scene:
+    return next(scene for i in range(200) if accept(scene := render(SCENE_SEED, i)))
+
+
+def make_scenes() -> dict[str, bytes]:
+    """Synthetic test photos as JPEG files, by name.
+
+    ``gauge``: one meter; ``gauges``: several; ``insulator``: strings with a defect;
+    ``both``: a gauge photo and an insulator photo side by side; ``nothing``: a plain wall
+    with nothing to detect.
+    """
+    gauge = _first_scene(gauges.render_scene, lambda s: len(s.truth["gauges"]) == 1)
+    several = _first_scene(gauges.render_scene, lambda s: len(s.truth["gauges"]) >= 2)
+    insulator = _first_scene(
+        insulators.render_scene, lambda s: s.truth["strings"] >= 1 and s.truth["defects"] >= 1
+    )
+    height = min(gauge.image.shape[0], insulator.image.shape[0])
+    both = np.concatenate([gauge.image[:height], insulator.image[:height]], axis=1)
+    rng = np.random.default_rng(SCENE_SEED)
+    ys, xs = np.mgrid[0:420, 0:560]
+    wall = (150 + 40 * xs / 560 - 20 * ys / 420)[..., None] + rng.normal(0, 3, (420, 560, 1))
+    wall = np.clip(wall * np.array([1.0, 0.95, 0.85]), 0, 255).astype(np.uint8)
+    photos = {
+        "gauge": gauge.image,
+        "gauges": several.image,
+        "insulator": insulator.image,
+        "both": both,
+        "nothing": wall,
+    }
+    return {name: encode_jpeg(Image.fromarray(image)) for name, image in photos.items()}
 
 
 def free_ports(count: int) -> list[int]:
@@ -65,12 +96,13 @@ def encode_jpeg(image: Image.Image, **options: object) -> bytes:
 
 
 # Pixel tolerance between DALI (libjpeg-turbo decode, two-pass triangular resize) and detectron2
-# (PIL decode, PIL bilinear resize), in 8-bit levels. Measured on the test images: mean absolute
-# difference 0.000-0.07; inside the image at most 2 (99.99% within 1); on the outermost row and
-# column, where the two resize filters treat the border differently, up to 9 when shrinking.
+# (PIL decode, PIL bilinear resize), in 8-bit levels. Measured on the test images resized to
+# shorter sides 320, 384 and 800: mean absolute difference 0.000-0.167 (the largest at 512x600
+# to 384, a scale of 3/4); inside the image at most 2; on the outermost row and column, where the
+# two resize filters treat the border differently, up to 10 when shrinking.
 MAX_INTERIOR_DIFF = 2
 MAX_BORDER_DIFF = 12
-MAX_MEAN_DIFF = 0.15
+MAX_MEAN_DIFF = 0.2
 
 
 def reference_preprocess(jpeg: bytes, resize: Resize) -> tuple[np.ndarray, np.ndarray]:

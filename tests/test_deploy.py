@@ -28,9 +28,9 @@ from nvidia.dali import Pipeline
 from tritonclient.grpc import model_config_pb2
 
 from deploy.dali_backend import write_dali_repository
-from pipelines.preprocess import PreprocessConfig, Preprocessor
+from pipelines.preprocess import Preprocessor
 from server.launch import REPO_ROOT, SHM_DEFAULT_BYTES, SHM_GROWTH_BYTES, Ports, TritonServer
-from tests.support import as_array
+from tests.support import as_array, served_preprocess_config
 
 DEPLOY = REPO_ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -562,9 +562,7 @@ def test_dali_variant_keeps_every_model_and_tensor(dali_repository: Path) -> Non
 def test_dali_variant_gives_the_python_models_pixels(
     dali_repository: Path, jpegs: dict[str, bytes]
 ) -> None:
-    config = PreprocessConfig.from_parameters(
-        {k: v.string_value for k, v in repository_configs()["preprocess"].parameters.items()}
-    )
+    config = served_preprocess_config()
     serialized = (dali_repository / "preprocess" / "1" / "model.dali").read_bytes()
     pipe = Pipeline.deserialize(
         serialized_pipeline=serialized,
@@ -578,12 +576,14 @@ def test_dali_variant_gives_the_python_models_pixels(
     pipe.build()
     arrays = [as_array(jpeg) for jpeg in jpegs.values()]
     pipe.feed_input("JPEG", arrays)
-    images, sizes = pipe.run()
+    *images, sizes = pipe.run()
+    assert len(images) == len(config.images), "one pipeline output per image output"
     expected = Preprocessor("JPEG", config, max_batch_size=len(arrays))(arrays)
     for i, (name, result) in enumerate(zip(jpegs, expected, strict=True)):
         assert not isinstance(result, Exception), name
-        np.testing.assert_array_equal(np.array(images[i]), result[0], err_msg=name)
-        np.testing.assert_array_equal(np.array(sizes[i]), result[1], err_msg=name)
+        for (output, _), batch in zip(config.images, images, strict=True):
+            np.testing.assert_array_equal(np.array(batch[i]), result.images[output], err_msg=name)
+        np.testing.assert_array_equal(np.array(sizes[i]), result.original_size, err_msg=name)
 
 
 def test_dali_variant_for_the_gpu_decodes_with_nvjpeg(tmp_path: Path) -> None:

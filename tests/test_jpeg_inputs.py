@@ -27,6 +27,7 @@ from tests.support import (
 )
 
 CONFIG = PreprocessConfig()
+RESIZE = CONFIG.resize("IMAGE")
 
 # libjpeg-turbo (DALI) and PIL turn CMYK into RGB with slightly different arithmetic: after the
 # resize, still at most 2 levels apart, but on more pixels (measured mean 0.33 for CMYK, 0.37 for
@@ -113,8 +114,8 @@ def test_odd_but_valid_jpeg_matches_detectron2(
     jpeg = ODD_BUT_VALID[name](photo)
     [result] = preprocessor([as_array(jpeg)])
     assert not isinstance(result, DecodeError), result
-    image, original_size = result
-    reference, reference_size = reference_preprocess(jpeg, CONFIG)
+    image, original_size = result.images["IMAGE"], result.original_size
+    reference, reference_size = reference_preprocess(jpeg, RESIZE)
     assert original_size.tolist() == reference_size.tolist() == [427, 640]
     assert_close_to_reference(image, reference)
 
@@ -127,8 +128,8 @@ def test_cmyk_and_ycck_match_detectron2(
     assert b"Adobe" in jpeg
     [result] = preprocessor([as_array(jpeg)])
     assert not isinstance(result, DecodeError), result
-    image, original_size = result
-    reference, reference_size = reference_preprocess(jpeg, CONFIG)
+    image, original_size = result.images["IMAGE"], result.original_size
+    reference, reference_size = reference_preprocess(jpeg, RESIZE)
     assert original_size.tolist() == reference_size.tolist()
     assert_close_to_reference(image, reference, max_mean_diff=CMYK_MAX_MEAN_DIFF)
 
@@ -142,13 +143,13 @@ def test_exif_orientation_is_applied_as_read_image_does(
     jpeg = encode_jpeg(photo.transpose(STORED_FOR_ORIENTATION[orientation]), exif=exif)
     path = tmp_path / "phone.jpg"
     path.write_bytes(jpeg)
-    upright = read_image(str(path), format=CONFIG.channel_order)
+    upright = read_image(str(path), format=RESIZE.channel_order)
     assert upright.shape[:2] == (427, 640), "read_image shows the photo upright"
-    resize = T.ResizeShortestEdge(CONFIG.shortest_edge, CONFIG.max_size)
+    resize = T.ResizeShortestEdge(RESIZE.shortest_edge, RESIZE.max_size)
     reference = resize.get_transform(upright).apply_image(upright)
     [result] = preprocessor([as_array(jpeg)])
     assert not isinstance(result, DecodeError), result
-    image, original_size = result
+    image, original_size = result.images["IMAGE"], result.original_size
     assert original_size.tolist() == [427, 640], "ORIGINAL_SIZE is the size a viewer shows"
     assert_close_to_reference(image, reference)
 
@@ -162,8 +163,8 @@ def test_extreme_sizes_resize_as_detectron2(
     jpeg = encode_jpeg(photo.resize((width, height)))
     [result] = preprocessor([as_array(jpeg)])
     assert not isinstance(result, DecodeError), result
-    image, original_size = result
-    reference, reference_size = reference_preprocess(jpeg, CONFIG)
+    image, original_size = result.images["IMAGE"], result.original_size
+    reference, reference_size = reference_preprocess(jpeg, RESIZE)
     assert original_size.tolist() == reference_size.tolist() == [height, width]
     assert_close_to_reference(image, reference)
 
@@ -171,8 +172,8 @@ def test_extreme_sizes_resize_as_detectron2(
 def test_bytes_after_the_end_marker_are_ignored(preprocessor: Preprocessor, good: bytes) -> None:
     plain, with_junk = preprocessor([as_array(good), as_array(good + b"trailing junk" * 100)])
     assert not isinstance(with_junk, DecodeError), with_junk
-    np.testing.assert_array_equal(with_junk[0], plain[0])
-    np.testing.assert_array_equal(with_junk[1], plain[1])
+    np.testing.assert_array_equal(with_junk.images["IMAGE"], plain.images["IMAGE"])
+    np.testing.assert_array_equal(with_junk.original_size, plain.original_size)
 
 
 def other_format(photo: Image.Image, format_: str) -> bytes:
@@ -245,22 +246,22 @@ def test_bad_input_fails_alone_with_a_clear_error(
     assert str(bad) == message
     for jpeg, result in ((good, first), (tiny, last)):
         assert not isinstance(result, DecodeError), result
-        reference, _ = reference_preprocess(jpeg, CONFIG)
-        assert_close_to_reference(result[0], reference)
+        reference, _ = reference_preprocess(jpeg, RESIZE)
+        assert_close_to_reference(result.images["IMAGE"], reference)
 
 
 def test_every_kind_of_bad_input_in_one_batch(
     preprocessor: Preprocessor, photo: Image.Image, good: bytes
 ) -> None:
     names = sorted(BAD_INPUTS)
-    reference, _ = reference_preprocess(good, CONFIG)
+    reference, _ = reference_preprocess(good, RESIZE)
     for start in range(0, len(names), 6):
         chunk = names[start : start + 6]
         batch = [good, *(BAD_INPUTS[name][0](photo, good) for name in chunk), good]
         results = preprocessor([as_array(data) for data in batch])
         for result in (results[0], results[-1]):
             assert not isinstance(result, DecodeError), result
-            assert_close_to_reference(result[0], reference)
+            assert_close_to_reference(result.images["IMAGE"], reference)
         assert [str(r) for r in results[1:-1]] == [BAD_INPUTS[name][1] for name in chunk]
 
 

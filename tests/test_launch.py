@@ -89,7 +89,7 @@ def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
 def test_a_model_that_fails_to_load_is_reported_with_the_log(tmp_path: Path) -> None:
     repository = copy_models(tmp_path / "repository", "preprocess")
     config = repository / "preprocess" / "config.pbtxt"
-    config.write_text(config.read_text().replace('"800"', '"not a number"'))
+    config.write_text(config.read_text().replace('"67108864"', '"not a number"'))
     server = TritonServer(
         Ports(*free_ports(3)),
         model_repository=repository,

@@ -90,9 +90,7 @@ def test_only_the_outputs_asked_for_are_made(jpegs: dict[str, bytes]) -> None:
     assert list(large.images) == ["LARGE_RGB_IMAGE"]
     assert list(both.images) == ["SMALL_IMAGE", "LARGE_RGB_IMAGE"]
     np.testing.assert_array_equal(small.images["SMALL_IMAGE"], both.images["SMALL_IMAGE"])
-    np.testing.assert_array_equal(
-        large.images["LARGE_RGB_IMAGE"], both.images["LARGE_RGB_IMAGE"]
-    )
+    np.testing.assert_array_equal(large.images["LARGE_RGB_IMAGE"], both.images["LARGE_RGB_IMAGE"])
     assert small.images["SMALL_IMAGE"].shape == (320, 480, 3)
     with pytest.raises(ValueError, match="not in"):
         two([as_array(jpeg)], ["IMAGE"])

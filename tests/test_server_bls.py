@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from PIL import Image
 
 from clients.answer import Answer, parse_answer
 from clients.jpeg_client import InferenceServerException, JpegClient
+from clients.masks import paste_masks
 from server.launch import REPO_ROOT, Ports, TritonServer
 from tests.support import ReadinessRecorder, connect, free_ports
 
@@ -45,8 +45,12 @@ def as_comparable(answer: Answer, model: str) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def photo(jpegs: dict[str, bytes]) -> bytes:
-    return jpegs["landscape_640x427"]
+def photo(scenes: dict[str, bytes]) -> bytes:
+    """A gauge and insulator strings side by side: both detectors find something."""
+    return scenes["both"]
+
+
+PHOTO_SIZE = (370, 1220)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -62,10 +66,10 @@ def test_each_choice_and_both_is_the_union(
     assert list(insulator.models) == ["insulator"]
     assert list(both.models) == ["pointer", "insulator"]
     for answer in (pointer, insulator, both):
-        assert (answer.height, answer.width) == (427, 640)
-    assert len(pointer.models["pointer"].instances) > 0
-    assert len(insulator.models["insulator"].instances) > 0
-    assert all(i.mask is not None for i in pointer.models["pointer"].instances)
+        assert (answer.height, answer.width) == PHOTO_SIZE
+    assert {i.class_name for i in pointer.models["pointer"].instances} == {"pointer", "dial"}
+    assert "insulator" in {i.class_name for i in insulator.models["insulator"].instances}
+    assert all(i.mask is not None and i.mask.any() for i in pointer.models["pointer"].instances)
     assert as_comparable(both, "pointer") == as_comparable(pointer, "pointer")
     assert as_comparable(both, "insulator") == as_comparable(insulator, "insulator")
     assert as_comparable(default, "pointer") == as_comparable(both, "pointer")
@@ -76,12 +80,21 @@ def test_router_answers_what_the_ensembles_answer(
 ) -> None:
     with connect(triton_server, "grpc") as client:
         answer = inspect(client, photo, "both")
-        ensemble = client.infer("insulator_ensemble", photo)
-    boxes = np.array([i.box for i in answer.models["insulator"].instances], np.float32)
-    np.testing.assert_array_equal(boxes, ensemble["BOXES"])
-    np.testing.assert_array_equal(
-        [i.score for i in answer.models["insulator"].instances], ensemble["SCORES"]
+        ensembles = {m: client.infer(f"{m}_ensemble", photo) for m in ("pointer", "insulator")}
+    for model, outputs in ensembles.items():
+        instances = answer.models[model].instances
+        assert len(instances) == len(outputs["SCORES"]) > 0
+        boxes = np.array([i.box for i in instances], np.float32)
+        np.testing.assert_array_equal(boxes, outputs["BOXES"])
+        np.testing.assert_array_equal([i.score for i in instances], outputs["SCORES"])
+        np.testing.assert_array_equal([i.class_id for i in instances], outputs["CLASSES"])
+    masks = paste_masks(
+        ensembles["pointer"]["MASK_RECTS"], ensembles["pointer"]["MASKS"], *PHOTO_SIZE
     )
+    for instance, mask in zip(answer.models["pointer"].instances, masks, strict=True):
+        x, y = instance.mask_origin
+        height, width = instance.mask.shape
+        np.testing.assert_array_equal(mask[y : y + height, x : x + width], instance.mask)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -174,11 +187,11 @@ def test_cli_prints_and_draws(
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
-    assert "image 640x427" in run.stdout
+    assert "image 1220x370" in run.stdout
     assert "pointer: " in run.stdout and "insulator: " in run.stdout
     assert f"drawn to {drawn}" in run.stdout
     picture = Image.open(drawn)
-    assert picture.size == (640, 427)
+    assert picture.size == (1220, 370)
     original = np.asarray(Image.open(image).convert("RGB"), dtype=np.int16)
     assert np.abs(np.asarray(picture, dtype=np.int16) - original).mean() > 1, "nothing drawn"
 
@@ -191,7 +204,8 @@ def test_cli_prints_and_draws(
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
     assert list(document["models"]) == ["pointer"]
-    assert document["models"]["pointer"]["instances"][0]["mask_pixels"] >= 0
+    instances = document["models"]["pointer"]["instances"]
+    assert instances and all(i["mask_pixels"] > 0 for i in instances)
 
     failed = subprocess.run(
         [*command, "--models", "needle", str(image)], capture_output=True, text=True, timeout=120
@@ -201,8 +215,8 @@ def test_cli_prints_and_draws(
 
 
 def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes) -> None:
-    """Kill pointer's stub while it works on a `both` request: insulator still answers, and the
-    watchdog brings pointer back. (On a CPU the router runs pointer first, then insulator.)"""
+    """Kill pointer's stub and ask for `both` at once: insulator still answers, and the watchdog
+    brings pointer back."""
     server = TritonServer(Ports(*free_ports(3)), log_path=tmp_path / "triton.log")
     with server:
         server.wait_until_ready(timeout_s=600)
@@ -213,11 +227,12 @@ def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes
             with connect(server, "grpc") as client:
                 result["answer"] = inspect(client, photo, "both")
 
-        sender = threading.Thread(target=request)
-        sender.start()
-        time.sleep(1.0)  # preprocessing is done in ~50 ms; pointer runs for seconds
         with ReadinessRecorder(server, "pointer") as readiness:
+            # Killed before the request, so pointer's part fails whatever its speed; insulator's
+            # part is answered.
             os.kill(victim, signal.SIGKILL)
+            sender = threading.Thread(target=request)
+            sender.start()
             sender.join(timeout=120)
             red_after_s, green_after_s = readiness.wait_until_recovered()
         assert "answer" in result, "the request got no answer"
@@ -250,5 +265,86 @@ def test_a_large_photo_goes_through_the_router(triton_server: TritonServer) -> N
         answer = inspect(client, jpeg, "insulator")
     assert (answer.height, answer.width) == (9000, 12000)
     assert answer.models["insulator"].status == "ok"
-    boxes = np.array([i.box for i in answer.models["insulator"].instances])
-    assert boxes[:, 2].max() > 1333, "boxes are in the original photo's pixels"
+    for instance in answer.models["insulator"].instances:
+        x1, y1, x2, y2 = instance.box
+        assert 0 <= x1 <= x2 <= 12000 and 0 <= y1 <= y2 <= 9000, "in the photo's pixels"
+
+
+# The outputs of an empty answer: nothing found, every output still of its declared type.
+EMPTY_OUTPUTS = {
+    "pointer_ensemble": {
+        "BOXES": (np.float32, (0, 4)),
+        "SCORES": (np.float32, (0,)),
+        "CLASSES": (np.int32, (0,)),
+        "MASK_RECTS": (np.int32, (0, 4)),
+        "MASKS": (np.uint8, (0,)),
+    },
+    "insulator_ensemble": {
+        "BOXES": (np.float32, (0, 4)),
+        "SCORES": (np.float32, (0,)),
+        "CLASSES": (np.int32, (0,)),
+    },
+}
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_photo_of_nothing_gets_empty_answers(
+    triton_server: TritonServer, scenes: dict[str, bytes], protocol: str
+) -> None:
+    nothing = scenes["nothing"]
+    with connect(triton_server, protocol) as client:
+        for ensemble, expected in EMPTY_OUTPUTS.items():
+            outputs = client.infer(ensemble, nothing)
+            assert {n: (v.dtype, v.shape) for n, v in outputs.items()} == {
+                n: (np.dtype(t), shape) for n, (t, shape) in expected.items()
+            }, ensemble
+        outputs = client.infer(ROUTER, nothing, {"MODELS": "both"})
+        assert outputs["MASKS"].dtype == np.uint8 and outputs["MASKS"].shape == (0,)
+        answer = parse_answer(outputs["DETECTIONS"][0], outputs["MASKS"])
+    assert (answer.height, answer.width) == (420, 560)
+    for model in ("pointer", "insulator"):
+        assert answer.models[model].status == "ok"
+        assert answer.models[model].instances == []
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_clis_on_a_photo_of_nothing(
+    triton_server: TritonServer, scenes: dict[str, bytes], tmp_path: Path, protocol: str
+) -> None:
+    image = tmp_path / "wall.jpg"
+    image.write_bytes(scenes["nothing"])
+    connection = ["--protocol", protocol, "--url", triton_server.url(protocol)]
+    bls = [sys.executable, str(REPO_ROOT / "clients" / "bls_client.py"), *connection]
+    drawn = tmp_path / "drawn.jpg"
+    text = subprocess.run(
+        [*bls, "--draw", str(drawn), str(image)], capture_output=True, text=True, timeout=120
+    )
+    assert text.returncode == 0, text.stderr
+    assert "pointer: 0 instance(s)" in text.stdout
+    assert "insulator: 0 instance(s)" in text.stdout
+    # Nothing drawn: the picture is the photo, re-encoded.
+    original = np.asarray(Image.open(image).convert("RGB"), dtype=np.int16)
+    assert np.abs(np.asarray(Image.open(drawn), dtype=np.int16) - original).mean() < 1
+    as_json = subprocess.run(
+        [*bls, "--json", str(image)], capture_output=True, text=True, timeout=120
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert {m: part["instances"] for m, part in document["models"].items()} == {
+        "pointer": [],
+        "insulator": [],
+    }
+
+    ensemble = [sys.executable, str(REPO_ROOT / "clients" / "ensemble_client.py"), *connection]
+    for model, expected in EMPTY_OUTPUTS.items():
+        run = subprocess.run(
+            [*ensemble, "--model", model, "--json", str(image)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        outputs = json.loads(run.stdout)["outputs"]
+        assert {n: (o["datatype"], o["shape"]) for n, o in outputs.items()} == {
+            n: (str(np.dtype(t)), list(shape)) for n, (t, shape) in expected.items()
+        }, model

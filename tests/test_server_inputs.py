@@ -16,9 +16,12 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from clients.jpeg_client import InferenceServerException, JpegClient
-from pipelines.preprocess import PreprocessConfig
 from server.launch import TritonServer
-from tests.support import assert_close_to_reference, reference_preprocess
+from tests.support import (
+    assert_close_to_reference,
+    reference_preprocess,
+    served_preprocess_config,
+)
 
 ENSEMBLE = "preprocess_ensemble"
 PROTOCOLS = ["http", "grpc"]
@@ -56,19 +59,20 @@ def test_bad_jpeg_error_reaches_the_client(
     with pytest.raises(InferenceServerException, match=re.escape(message)):
         client.infer(ENSEMBLE, make(good))
     outputs = client.infer(ENSEMBLE, good)
-    reference, _ = reference_preprocess(good, PreprocessConfig())
-    assert_close_to_reference(outputs["IMAGE"], reference)
+    for output, resize in served_preprocess_config().images:
+        reference, _ = reference_preprocess(good, resize)
+        assert_close_to_reference(outputs[output], reference)
 
 
 def test_input_above_max_bytes_is_refused(
     triton_server: TritonServer, jpegs: dict[str, bytes]
 ) -> None:
-    limit = PreprocessConfig().max_bytes
+    limit = served_preprocess_config().max_bytes
     oversized = jpegs["landscape_640x427"] + bytes(limit)  # a valid JPEG, then padding
     with JpegClient(f"localhost:{triton_server.ports.grpc}", "grpc") as client:
         with pytest.raises(InferenceServerException, match=re.escape("above the limit of")):
             client.infer(ENSEMBLE, oversized)
-        assert client.infer(ENSEMBLE, jpegs["tiny_64x48"])["IMAGE"].shape == (800, 1067, 3)
+        assert client.infer(ENSEMBLE, jpegs["tiny_64x48"])["POINTER_IMAGE"].shape == (320, 427, 3)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -13,12 +13,19 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from clients.jpeg_client import InferenceServerException, JpegClient
-from pipelines.preprocess import PreprocessConfig
 from server.launch import REPO_ROOT, TritonServer
-from tests.support import assert_close_to_reference, connect, reference_preprocess
+from tests.support import (
+    assert_close_to_reference,
+    connect,
+    reference_preprocess,
+    served_preprocess_config,
+)
 
 ENSEMBLE = "preprocess_ensemble"
 PROTOCOLS = ["http", "grpc"]
+# (image output, its resize) for each detector, as the repository serves them.
+IMAGES = served_preprocess_config().images
+POINTER_RESIZE = served_preprocess_config().resize("POINTER_IMAGE")
 
 
 @pytest.fixture(params=PROTOCOLS)
@@ -36,12 +43,28 @@ def test_server_and_models_ready(triton_server: TritonServer) -> None:
 
 
 def test_ensemble_matches_reference(client: JpegClient, jpegs: dict[str, bytes]) -> None:
+    assert len({resize for _, resize in IMAGES}) == len(IMAGES) > 1, "detectors of one size"
     for name, jpeg in jpegs.items():
         outputs = client.infer(ENSEMBLE, jpeg)
-        reference_image, reference_size = reference_preprocess(jpeg, PreprocessConfig())
         assert outputs["ORIGINAL_SIZE"].dtype == np.int32
-        np.testing.assert_array_equal(outputs["ORIGINAL_SIZE"], reference_size, err_msg=name)
-        assert_close_to_reference(outputs["IMAGE"], reference_image)
+        for output, resize in IMAGES:
+            reference_image, reference_size = reference_preprocess(jpeg, resize)
+            np.testing.assert_array_equal(outputs["ORIGINAL_SIZE"], reference_size, err_msg=name)
+            assert_close_to_reference(outputs[output], reference_image)
+
+
+def test_preprocess_makes_only_the_images_asked_for(
+    triton_server: TritonServer, jpegs: dict[str, bytes]
+) -> None:
+    data = np.frombuffer(jpegs["landscape_640x427"], dtype=np.uint8)[np.newaxis]
+    with grpcclient.InferenceServerClient(triton_server.url("grpc")) as client:
+        for output, _ in IMAGES:
+            infer_input = grpcclient.InferInput("JPEG", list(data.shape), "UINT8")
+            infer_input.set_data_from_numpy(data)
+            wanted = [grpcclient.InferRequestedOutput(n) for n in (output, "ORIGINAL_SIZE")]
+            result = client.infer("preprocess", [infer_input], outputs=wanted)
+            returned = {o.name for o in result.get_response().outputs}
+            assert returned == {output, "ORIGINAL_SIZE"}
 
 
 def test_http_and_grpc_return_identical_tensors(
@@ -70,7 +93,7 @@ def test_bad_input_gets_a_clear_error(
     with pytest.raises(InferenceServerException, match=re.escape(message)):
         client.infer(ENSEMBLE, data)
     # The server is still serving.
-    assert client.infer(ENSEMBLE, jpegs["tiny_64x48"])["IMAGE"].shape == (800, 1067, 3)
+    assert client.infer(ENSEMBLE, jpegs["tiny_64x48"])["POINTER_IMAGE"].shape == (320, 427, 3)
 
 
 def test_several_images_in_one_request_are_refused(triton_server: TritonServer) -> None:
@@ -101,7 +124,7 @@ def test_mixed_concurrent_batch_fails_only_bad_requests(
     def send(jpeg: bytes) -> np.ndarray | str:
         with connect(triton_server, "grpc") as client:
             try:
-                return client.infer("preprocess", jpeg)["IMAGE"]
+                return client.infer("preprocess", jpeg)["POINTER_IMAGE"]
             except InferenceServerException as error:
                 return error.message()
 
@@ -110,7 +133,7 @@ def test_mixed_concurrent_batch_fails_only_bad_requests(
         results = list(pool.map(send, payloads))
     stats_after = _batch_sizes(triton_server)
 
-    reference, _ = reference_preprocess(good, PreprocessConfig())
+    reference, _ = reference_preprocess(good, POINTER_RESIZE)
     for payload, result in zip(payloads, results, strict=True):
         if payload is good:
             assert isinstance(result, np.ndarray), result
@@ -148,7 +171,8 @@ def test_cli_prints_tensors_and_fails_on_bad_image(
     ]
     ok = subprocess.run([*command, str(good)], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert "IMAGE uint8[800, 1199, 3]" in ok.stdout
+    assert "POINTER_IMAGE uint8[320, 480, 3]" in ok.stdout
+    assert "INSULATOR_IMAGE uint8[384, 576, 3]" in ok.stdout
     assert "ORIGINAL_SIZE int32[2] = [427, 640]" in ok.stdout
 
     bad = tmp_path / "photo.jpg"
@@ -156,6 +180,6 @@ def test_cli_prints_tensors_and_fails_on_bad_image(
     failed = subprocess.run([*command, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1
     assert "not a JPEG (looks like PNG)" in failed.stderr
-    assert "IMAGE uint8[800, 1199, 3]" in failed.stdout, (
+    assert "POINTER_IMAGE uint8[320, 480, 3]" in failed.stdout, (
         "the good image in the folder is still sent"
     )

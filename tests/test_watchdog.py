@@ -74,7 +74,7 @@ def test_killed_stub_fails_its_requests_turns_readiness_red_and_comes_back(
 ) -> None:
     photo = jpegs["landscape_640x427"]
     with JpegClient(server.url("grpc"), "grpc") as client:
-        expected = client.infer(ENSEMBLE, photo)["IMAGE"]
+        expected = client.infer(ENSEMBLE, photo)["POINTER_IMAGE"]
     (victim,) = server.stubs()["preprocess"]
     region = next(
         Path("/dev/shm", arg)
@@ -91,7 +91,7 @@ def test_killed_stub_fails_its_requests_turns_readiness_red_and_comes_back(
         with JpegClient(server.url("grpc"), "grpc") as client:
             while not stop.is_set():
                 try:
-                    image = client.infer(ENSEMBLE, photo)["IMAGE"]
+                    image = client.infer(ENSEMBLE, photo)["POINTER_IMAGE"]
                 except InferenceServerException as error:
                     errors.append(str(error))
                     time.sleep(0.05)

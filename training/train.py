@@ -127,9 +127,11 @@ def train(cfg: CfgNode, resume: bool) -> Path:
     try:
         trainer.train()
     except KeyboardInterrupt:
-        # trainer.iter is the iteration that was running; it did not finish.
-        name = f"model_{trainer.iter - 1:07d}"
-        trainer.checkpointer.save(name, iteration=trainer.iter - 1)
+        # trainer.iter is the iteration that was running, unfinished. The checkpoint records
+        # the trainer's own iteration, and resuming starts one after it.
+        trainer.iter -= 1
+        name = f"model_{trainer.iter:07d}"
+        trainer.checkpointer.save(name, iteration=trainer.iter)
         logger.warning("Interrupted: saved %s.pth; run again with --resume to go on.", name)
         raise
     return Path(cfg.OUTPUT_DIR) / "model_final.pth"

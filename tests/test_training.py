@@ -1,0 +1,168 @@
+"""training/: the detectron2 training entry point, on tiny synthetic datasets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from pipelines.detector import Detector
+from server.launch import REPO_ROOT
+from training import gauges, insulators
+from training.coco import write_coco
+from training.export import export_weights
+from training.train import DatasetError, check_dataset
+
+POINTER_YAML = REPO_ROOT / "repository" / "pointer" / "mask_rcnn_R18_FPN_demo.yaml"
+INSULATOR_YAML = REPO_ROOT / "repository" / "insulator" / "centernet2_R18_FPN_demo.yaml"
+# A few iterations on small images: the whole loop, in seconds.
+SMOKE = [
+    "SOLVER.CHECKPOINT_PERIOD", "2",
+    "SOLVER.WARMUP_ITERS", "1",
+    "SOLVER.STEPS", "()",
+    "INPUT.MIN_SIZE_TRAIN", "(160,)",
+    "INPUT.MAX_SIZE_TRAIN", "256",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def gauge_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("gauges")
+    write_coco(folder, gauges.CATEGORIES, 6, partial(gauges.render_scene, 7), "test")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def insulator_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("insulators")
+    write_coco(folder, insulators.CATEGORIES, 6, partial(insulators.render_scene, 7), "test")
+    return folder
+
+
+def train_command(config: Path, dataset: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "training.train",
+        "--config", str(config),
+        "--dataset", f"{dataset / 'annotations.json'}:{dataset / 'images'}",
+        "--output", str(output),
+        "--threads", "1",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_dataset_categories_must_be_the_class_names(gauge_set: Path, tmp_path: Path) -> None:
+    annotations, images = gauge_set / "annotations.json", gauge_set / "images"
+    assert check_dataset(annotations, images, ["pointer", "dial"]) == 6
+    with pytest.raises(DatasetError, match=r"unknown categories \['dial'\]"):
+        check_dataset(annotations, images, ["pointer", "needle"])
+    with pytest.raises(DatasetError, match="order by id"):
+        check_dataset(annotations, images, ["dial", "pointer"])
+    with pytest.raises(DatasetError, match="COCO annotations not found"):
+        check_dataset(tmp_path / "missing.json", images, ["pointer", "dial"])
+    with pytest.raises(DatasetError, match="image folder not found"):
+        check_dataset(annotations, tmp_path / "missing", ["pointer", "dial"])
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(DatasetError, match="is not a COCO instances file"):
+        check_dataset(broken, images, ["pointer", "dial"])
+    empty = tmp_path / "empty.json"
+    document = json.loads(annotations.read_text())
+    empty.write_text(json.dumps({**document, "images": [], "annotations": []}))
+    with pytest.raises(DatasetError, match="has no images"):
+        check_dataset(empty, images, ["pointer", "dial"])
+
+
+def test_bad_dataset_fails_before_training(insulator_set: Path, tmp_path: Path) -> None:
+    run = subprocess.run(
+        train_command(POINTER_YAML, insulator_set, tmp_path / "out"),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    assert run.returncode == 2
+    assert "unknown categories ['defect', 'insulator']" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("config", "dataset"), [(POINTER_YAML, "gauge_set"), (INSULATOR_YAML, "insulator_set")]
+)
+def test_a_few_iterations_train_export_and_load(
+    config: Path, dataset: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    output = tmp_path / "run"
+    command = train_command(config, request.getfixturevalue(dataset), output)
+    run = subprocess.run(
+        [*command, *SMOKE, "SOLVER.MAX_ITER", "3"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "eta:" in run.stdout, "detectron2's progress line with the time left"
+    assert (output / "model_final.pth").is_file()
+    size = export_weights(output / "model_final.pth", tmp_path / "demo.pth", note="smoke")
+    assert size <= 40 * 2**20
+    detector = Detector(config, tmp_path / "demo.pth")
+    assert not detector.untrained
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_resume_goes_on(gauge_set: Path, tmp_path: Path) -> None:
+    output = tmp_path / "run"
+    command = train_command(POINTER_YAML, gauge_set, output)
+    process = subprocess.Popen(
+        [*command, *SMOKE, "SOLVER.MAX_ITER", "1000", "SOLVER.CHECKPOINT_PERIOD", "1000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    lines = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        if "Starting training from iteration 0" in line:
+            break
+    time.sleep(8)  # a few iterations
+    process.send_signal(signal.SIGINT)
+    lines.extend(process.stdout)
+    assert process.wait(timeout=120) == 130, "".join(lines[-30:])
+    log = "".join(lines)
+    assert "Interrupted: saved model_" in log
+    saved = (output / "last_checkpoint").read_text().strip()
+    iteration = int(saved.removeprefix("model_").removesuffix(".pth"))
+    assert iteration >= 0
+
+    resumed = subprocess.run(
+        [*command, "--resume", *SMOKE, "SOLVER.MAX_ITER", str(iteration + 3)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    started = [line for line in resumed.stdout.splitlines() if "Starting training" in line]
+    assert started and started[-1].endswith(f"from iteration {iteration + 1}"), started
+    assert (output / "model_final.pth").is_file()
+
+
+def test_resume_without_a_checkpoint_says_so(gauge_set: Path, tmp_path: Path) -> None:
+    run = subprocess.run(
+        [*train_command(POINTER_YAML, gauge_set, tmp_path / "new"), "--resume"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
+    assert run.returncode == 2
+    assert "--resume: no checkpoint in" in run.stderr
