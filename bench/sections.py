@@ -138,14 +138,15 @@ class Bench:
     def _predictor(self, model: str) -> Any:
         from detectron2.engine import DefaultPredictor
 
-        from pipelines.detector import load_config
+        from pipelines.detector import load_config, load_weights
 
         params = model_tensors(self.repository, model).parameters
-        cfg = load_config(self.repository / model / params["detectron2_config"]).clone()
-        cfg.defrost()
-        cfg.MODEL.WEIGHTS = str(self.repository / model / params["weights"])
-        cfg.freeze()
-        return DefaultPredictor(cfg)
+        predictor = DefaultPredictor(
+            load_config(self.repository / model / params["detectron2_config"])
+        )
+        # As the server loads them (strictly; fp16 files as fp32).
+        load_weights(predictor.model, self.repository / model / params["weights"])
+        return predictor
 
     # 2 -------------------------------------------------------------------------------------
     def both(self) -> SectionResult:

@@ -1,6 +1,7 @@
 """Writes the synthetic datasets the demo detectors train and are measured on.
 
     python -m training.data gauges --split train --output build/data/gauges/train
+    python -m training.data gauges --sheet docs/images/gauges.jpg   # a contact sheet
 
 Each split has its own seed, so the same command always writes the same images; the
 ``heldout`` split also draws styles the training split never shows.
@@ -14,14 +15,47 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-from training import gauges, insulators
-from training.coco import write_coco
+import numpy as np
+from PIL import Image, ImageDraw
 
-__all__ = ["DATASETS", "SPLITS", "main"]
+from training import gauges, insulators
+from training.coco import Scene, write_coco
+
+__all__ = ["DATASETS", "SPLITS", "contact_sheet", "main"]
 
 DATASETS = {"gauges": gauges, "insulators": insulators}
 # split -> (seed, held-out styles, default image count)
 SPLITS = {"train": (1, False, 1500), "heldout": (2, True, 300)}
+
+
+# Outline colours of the classes on a contact sheet, by index into CATEGORIES.
+_SHEET_COLOURS = [(255, 40, 40), (40, 220, 40)]
+
+
+def contact_sheet(
+    scenes: Sequence[Scene], categories: Sequence[str], columns: int = 4, tile: int = 320
+) -> Image.Image:
+    """The scenes side by side, each object outlined in its class's colour (masks as polygons,
+    else boxes)."""
+    rows = -(-len(scenes) // columns)
+    height = tile * 3 // 4
+    sheet = Image.new("RGB", (columns * tile, rows * height), (255, 255, 255))
+    for index, scene in enumerate(scenes):
+        picture = Image.fromarray(scene.image)
+        draw = ImageDraw.Draw(picture)
+        for annotation in scene.annotations:
+            colour = _SHEET_COLOURS[categories.index(annotation.category) % len(_SHEET_COLOURS)]
+            if annotation.polygons:
+                for polygon in annotation.polygons:
+                    draw.polygon(
+                        [tuple(p) for p in np.reshape(polygon, (-1, 2))], outline=colour, width=2
+                    )
+            else:
+                x, y, w, h = annotation.bbox
+                draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
+        picture.thumbnail((tile, height))
+        sheet.paste(picture, ((index % columns) * tile, (index // columns) * height))
+    return sheet
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,13 +68,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--count", type=int, help="Number of images. Default is 1500 (train), 300 (heldout)."
     )
-    parser.add_argument("--output", type=Path, required=True, help="Dataset folder to write.")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--output", type=Path, help="Dataset folder to write.")
+    target.add_argument(
+        "--sheet", type=Path, help="Write a contact sheet of the first --count images instead."
+    )
     args = parser.parse_args(argv)
     seed, heldout, default_count = SPLITS[args.split]
     module = DATASETS[args.dataset]
     count = args.count if args.count is not None else default_count
     if count < 1:
         parser.error("--count must be at least 1")
+    if args.sheet is not None:
+        scenes = [module.render_scene(seed, i, heldout=heldout) for i in range(min(count, 12))]
+        args.sheet.parent.mkdir(parents=True, exist_ok=True)
+        contact_sheet(scenes, module.CATEGORIES).save(args.sheet, quality=85)
+        return 0
     write_coco(
         args.output,
         module.CATEGORIES,
