@@ -6,8 +6,8 @@ the JPEG as its single ``UINT8`` input, asking for every output.
 Examples:
     >>> with JpegClient(protocol="grpc") as client:
     ...     outputs = client.infer("preprocess_ensemble", Path("meter.jpg").read_bytes())
-    >>> outputs["IMAGE"].shape
-    (800, 1199, 3)
+    >>> outputs["POINTER_IMAGE"].shape
+    (320, 480, 3)
 """
 
 from __future__ import annotations
