@@ -73,8 +73,8 @@ DETECTOR_TARGETS = (
     (ROUTER, "insulator"),
     (ROUTER, None),
 )
-# Cheapest first: 1600x400 is resized to 1333x333, half the pixels of 640x427 at 1199x800.
-DETECTOR_IMAGES = ("panorama_1600x400", "landscape_640x427")
+# Synthetic photos (tests/support.py make_scenes) where the detectors find real objects.
+DETECTOR_IMAGES = ("gauge", "both")
 
 # The server's memory is its private resident memory (VmRSS less RssShmem, summed over the
 # server and its stubs) plus the /dev/shm its shared-memory regions take (each region is
@@ -173,7 +173,12 @@ def bad_cases(jpegs: dict[str, bytes]) -> list[Case]:
 
 
 @pytest.fixture(scope="module")
-def soak(triton_server: TritonServer, jpegs: dict[str, bytes], pytestconfig: pytest.Config) -> Soak:
+def soak(
+    triton_server: TritonServer,
+    jpegs: dict[str, bytes],
+    scenes: dict[str, bytes],
+    pytestconfig: pytest.Config,
+) -> Soak:
     """Runs the soak once for the tests of this module.
 
     Each case alone; a burst and a warm-up; memory; the soak; memory again.
@@ -183,7 +188,7 @@ def soak(triton_server: TritonServer, jpegs: dict[str, bytes], pytestconfig: pyt
     images = good_images(jpegs)
     preprocess = [Case("preprocess_ensemble", name, jpeg) for name, jpeg in images.items()]
     detector = [
-        Case(target, image, jpegs[image], models=models)
+        Case(target, image, scenes[image], models=models)
         for image in DETECTOR_IMAGES
         for target, models in DETECTOR_TARGETS
     ]
