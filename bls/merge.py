@@ -7,9 +7,13 @@ The answer is two tensors. ``DETECTIONS`` holds one JSON document (any language 
        "pointer": {"status": "ok", "instances": [
          {"class": "pointer", "class_id": 0, "score": 0.91, "box": [x1, y1, x2, y2],
           "mask": {"rect": [x, y, width, height], "offset": 0}}, ...]},
-       "insulator": {"status": "error", "error": "insulator: ...", "instances": []}}}
+       "insulator": {"status": "error", "error": "insulator: ...", "instances": []}},
+     "readings": [
+       {"dial": 1, "needle": 0, "center": [412.5, 300.1], "needle_angle_deg": 217.4,
+        "fraction": 0.63, "value": 1.01, "unit": "MPa", "status": "ok"}]}
 
-Boxes are in original image pixels. Mask pixels stay out of the JSON: ``MASKS`` (``uint8``)
+Boxes are in original image pixels. ``readings`` (``bls/reading.py``), one per detected dial, is
+there when the meter detector was asked for. Mask pixels stay out of the JSON: ``MASKS`` (``uint8``)
 concatenates every mask crop, and each instance's mask is the ``width * height`` bytes from
 ``offset``, row-major, 1 inside, placed at ``(x, y)``.
 """
@@ -42,6 +46,7 @@ def merge_answer(
     width: int,
     results: Mapping[str, DetectorResult | str],
     class_names: Mapping[str, list[str]],
+    readings: list[dict[str, Any]] | None = None,
 ) -> tuple[bytes, np.ndarray]:
     """Builds the answer for one image.
 
@@ -50,6 +55,7 @@ def merge_answer(
         width: original image width.
         results: per detector, in answer order: its result, or the error message it failed with.
         class_names: per detector, its ``CLASS_NAMES``.
+        readings: the meter readings (``Reading.to_json()``), or ``None`` to leave them out.
 
     Returns:
         ``(detections_json, masks)``: the UTF-8 JSON document and the concatenated mask crops.
@@ -79,6 +85,8 @@ def merge_answer(
         if result.masks is not None:
             mask_chunks.append(result.masks)
         models[model] = {"status": "ok", "instances": instances}
-    document = {"image": {"height": height, "width": width}, "models": models}
+    document: dict[str, Any] = {"image": {"height": height, "width": width}, "models": models}
+    if readings is not None:
+        document["readings"] = readings
     masks = np.concatenate(mask_chunks) if mask_chunks else np.zeros(0, dtype=np.uint8)
     return json.dumps(document).encode(), masks.astype(np.uint8, copy=False)

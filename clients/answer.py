@@ -7,16 +7,27 @@ The answer is a JSON document (``DETECTIONS``) plus the mask crops (``MASKS``); 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["Answer", "Instance", "ModelResult", "draw_answer", "format_answer", "parse_answer"]
+__all__ = [
+    "Answer",
+    "Instance",
+    "ModelResult",
+    "draw_answer",
+    "format_answer",
+    "format_reading",
+    "parse_answer",
+]
 
 # One colour per model, cycled: needles and insulators stay apart on the picture.
 _COLOURS = [(230, 57, 70), (29, 161, 242), (46, 204, 113), (241, 196, 15)]
+# Readings: center, needle direction and value.
+_READING_COLOUR = (255, 221, 0)
 
 
 @dataclass
@@ -47,6 +58,8 @@ class Answer:
     height: int
     width: int
     models: dict[str, ModelResult]
+    # The meter readings as the server sent them (bls/merge.py); None when none were asked for.
+    readings: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary (masks as their rectangle and pixel count)."""
@@ -76,6 +89,7 @@ class Answer:
                 }
                 for name, result in self.models.items()
             },
+            **({"readings": self.readings} if self.readings is not None else {}),
         }
 
 
@@ -99,7 +113,22 @@ def parse_answer(detections: bytes, masks: np.ndarray) -> Answer:
                 instance.mask_origin = (x, y)
             instances.append(instance)
         models[name] = ModelResult(part["status"], part.get("error"), instances)
-    return Answer(document["image"]["height"], document["image"]["width"], models)
+    return Answer(
+        document["image"]["height"], document["image"]["width"], models, document.get("readings")
+    )
+
+
+def format_reading(index: int, reading: dict[str, Any]) -> str:
+    """One line: ``dial 0: 1.01 MPa (63% of scale, needle 217.4 deg)``."""
+    if reading["status"] != "ok":
+        return f"dial {index}: no reading ({reading['status']})"
+    angle = f"needle {reading['needle_angle_deg']:.1f} deg"
+    if reading["value"] is None:
+        return f"dial {index}: {angle} (no calibration)"
+    return (
+        f"dial {index}: {reading['value']:.3g} {reading['unit']} "
+        f"({reading['fraction']:.0%} of scale, {angle})"
+    )
 
 
 def format_answer(answer: Answer, min_score: float = 0.0, top: int = 5) -> str:
@@ -120,6 +149,9 @@ def format_answer(answer: Answer, min_score: float = 0.0, top: int = 5) -> str:
             )
         if len(shown) > top:
             lines.append(f"    ... {len(shown) - top} more")
+    if answer.readings is not None:
+        lines.append(f"  readings: {len(answer.readings)}")
+        lines.extend(f"    {format_reading(i, r)}" for i, r in enumerate(answer.readings))
     return "\n".join(lines)
 
 
@@ -148,4 +180,22 @@ def draw_answer(image: Image.Image, answer: Answer, min_score: float = 0.0) -> I
             x, y = inst.box[0], max(inst.box[1] - 11, 0)
             draw.rectangle(draw.textbbox((x, y), label), fill=colour)
             draw.text((x, y), label, fill=(255, 255, 255))
+    _draw_readings(draw, answer)
     return canvas
+
+
+def _draw_readings(draw: ImageDraw.ImageDraw, answer: Answer) -> None:
+    """Each reading's center, the needle's direction from it, and what it reads."""
+    dials = answer.models.get("pointer")
+    for index, reading in enumerate(answer.readings or []):
+        cx, cy = reading["center"]
+        draw.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], fill=_READING_COLOUR)
+        if reading["needle_angle_deg"] is not None and dials is not None:
+            x1, y1, x2, y2 = dials.instances[reading["dial"]].box
+            length = min(x2 - x1, y2 - y1) / 2
+            angle = math.radians(reading["needle_angle_deg"])
+            tip = (cx + length * math.sin(angle), cy - length * math.cos(angle))
+            draw.line([(cx, cy), tip], fill=_READING_COLOUR, width=3)
+        label = format_reading(index, reading).split(" (")[0]
+        draw.rectangle(draw.textbbox((cx + 8, cy + 8), label), fill=(0, 0, 0))
+        draw.text((cx + 8, cy + 8), label, fill=_READING_COLOUR)

@@ -51,14 +51,23 @@ def _first_scene(render: Callable[..., Scene], accept: Callable[[Scene], bool]) 
     return next(scene for i in range(200) if accept(scene := render(SCENE_SEED, i)))
 
 
+def gauge_scene() -> Scene:
+    """The ``gauge`` photo of :func:`make_scenes`, with its truth (center, needle, value): one
+    meter of the calibrated type (``repository/pointer/meters.yaml``)."""
+    return _first_scene(
+        gauges.render_scene,
+        lambda s: [g["meter_type"] for g in s.truth["gauges"]] == ["standard"],
+    )
+
+
 def make_scenes() -> dict[str, bytes]:
     """Synthetic test photos as JPEG files, by name.
 
-    ``gauge``: one meter; ``gauges``: several; ``insulator``: strings with a defect;
-    ``both``: a gauge photo and an insulator photo side by side; ``nothing``: a plain wall
-    with nothing to detect.
+    ``gauge``: one meter (:func:`gauge_scene`); ``gauges``: several; ``insulator``: strings
+    with a defect; ``both``: a gauge photo and an insulator photo side by side; ``nothing``: a
+    plain wall with nothing to detect.
     """
-    gauge = _first_scene(gauges.render_scene, lambda s: len(s.truth["gauges"]) == 1)
+    gauge = gauge_scene()
     several = _first_scene(gauges.render_scene, lambda s: len(s.truth["gauges"]) >= 2)
     insulator = _first_scene(
         insulators.render_scene, lambda s: s.truth["strings"] >= 1 and s.truth["defects"] >= 1

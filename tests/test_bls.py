@@ -11,7 +11,7 @@ from PIL import Image
 from bls.merge import DetectorResult, merge_answer
 from bls.repository import class_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
-from clients.answer import draw_answer, format_answer, parse_answer
+from clients.answer import draw_answer, format_answer, format_reading, parse_answer
 from server.launch import REPO_ROOT
 
 DETECTORS = ["pointer", "insulator"]
@@ -134,3 +134,59 @@ def test_draw_marks_boxes_and_masks() -> None:
     assert drawn.shape == (30, 40, 3)
     assert drawn[21, 10].sum() > 0, "box outline drawn"
     assert np.asarray(draw_answer(photo, parse_answer(document, masks), min_score=2)).sum() == 0
+
+
+READINGS = [
+    {
+        "dial": 1,
+        "needle": 0,
+        "center": [30.0, 30.0],
+        "needle_angle_deg": 90.0,
+        "fraction": 0.63,
+        "value": 1.008,
+        "unit": "MPa",
+        "status": "ok",
+    },
+    {
+        "dial": 1,
+        "needle": None,
+        "center": [10.0, 10.0],
+        "needle_angle_deg": None,
+        "fraction": None,
+        "value": None,
+        "unit": "MPa",
+        "status": "no needle",
+    },
+]
+
+
+def test_readings_cross_the_answer_as_sent() -> None:
+    names = {"pointer": ["pointer", "dial"]}
+    document, masks = merge_answer(60, 80, {"pointer": pointer_result()}, names, READINGS)
+    answer = parse_answer(document, masks)
+    assert answer.readings == READINGS
+    assert answer.to_json()["readings"] == READINGS
+    without, _ = merge_answer(60, 80, {"pointer": pointer_result()}, names)
+    assert "readings" not in json.loads(without)
+    assert parse_answer(without, masks).readings is None
+    text = format_answer(answer)
+    assert "dial 0: 1.01 MPa (63% of scale, needle 90.0 deg)" in text
+    assert "dial 1: no reading (no needle)" in text
+    uncalibrated = {**READINGS[0], "fraction": None, "value": None, "unit": None}
+    assert format_reading(0, uncalibrated) == "dial 0: needle 90.0 deg (no calibration)"
+
+
+def test_draw_marks_the_reading() -> None:
+    result = pointer_result()
+    # A larger dial box so that the needle line has room: the second instance is the dial.
+    result.boxes[1] = [10, 10, 50, 50]
+    names = {"pointer": ["pointer", "dial"]}
+    document, masks = merge_answer(60, 80, {"pointer": result}, names, READINGS[:1])
+    photo = Image.new("RGB", (80, 60), (0, 0, 0))
+    with_reading = np.asarray(draw_answer(photo, parse_answer(document, masks)))
+    document, masks = merge_answer(60, 80, {"pointer": result}, names)
+    without = np.asarray(draw_answer(photo, parse_answer(document, masks)))
+    # The needle's direction: 90 degrees is 3 o'clock, a line right of the center.
+    assert with_reading[30, 45].tolist() == [255, 221, 0]
+    assert without[30, 45].tolist() == [0, 0, 0]
+    assert with_reading[30, 15].tolist() == [0, 0, 0], "nothing left of the center"

@@ -100,3 +100,20 @@ def test_a_model_that_fails_to_load_is_reported_with_the_log(tmp_path: Path) -> 
         server.wait_until_ready(timeout_s=300)
     assert "tritonserver exited" in str(error.value)
     assert "not a number" in str(error.value)
+
+
+def test_a_malformed_meter_calibration_fails_the_routers_load(tmp_path: Path) -> None:
+    repository = copy_models(
+        tmp_path / "repository", "preprocess", "pointer", "insulator", "inspect"
+    )
+    meters = repository / "pointer" / "meters.yaml"
+    meters.write_text(meters.read_text().replace("max_value: 1.6", "max_value: lots"))
+    server = TritonServer(
+        Ports(*free_ports(3)),
+        model_repository=repository,
+        build_dir=tmp_path / "build",
+        log_path=tmp_path / "triton.log",
+    )
+    with server, pytest.raises(ServerStartError) as error:
+        server.wait_until_ready(timeout_s=300)
+    assert f"{meters}: dial.max_value" in str(error.value)

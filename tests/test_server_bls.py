@@ -20,7 +20,7 @@ from clients.answer import Answer, parse_answer
 from clients.jpeg_client import InferenceServerException, JpegClient
 from clients.masks import paste_masks
 from server.launch import REPO_ROOT, Ports, TritonServer
-from tests.support import ReadinessRecorder, connect, free_ports
+from tests.support import ReadinessRecorder, connect, free_ports, gauge_scene
 
 ROUTER = "inspect"
 
@@ -348,3 +348,31 @@ def test_clis_on_a_photo_of_nothing(
         assert {n: (o["datatype"], o["shape"]) for n, o in outputs.items()} == {
             n: (str(np.dtype(t)), list(shape)) for n, (t, shape) in expected.items()
         }, model
+
+
+# One meter read through the server: its needle angle within this many degrees of the truth
+# (make accuracy measures the distribution over the held-out set).
+MAX_READING_ANGLE_ERROR_DEG = 3.0
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_meter_is_read(
+    triton_server: TritonServer, scenes: dict[str, bytes], protocol: str
+) -> None:
+    [truth] = gauge_scene().truth["gauges"]
+    with connect(triton_server, protocol) as client:
+        answer = inspect(client, scenes["gauge"], "pointer")
+        assert inspect(client, scenes["gauge"], "insulator").readings is None
+        nothing = inspect(client, scenes["nothing"], "both")
+    assert nothing.readings == []
+    [reading] = answer.readings
+    assert reading["status"] == "ok", reading
+    dial = answer.models["pointer"].instances[reading["dial"]]
+    needle = answer.models["pointer"].instances[reading["needle"]]
+    assert (dial.class_name, needle.class_name) == ("dial", "pointer")
+    error = abs((reading["needle_angle_deg"] - truth["needle_angle_deg"] + 180) % 360 - 180)
+    assert error <= MAX_READING_ANGLE_ERROR_DEG, (reading, truth)
+    # A meter of the calibrated type: its value is read too.
+    assert reading["unit"] == truth["scale"]["unit"] == "MPa"
+    full_scale = truth["scale"]["max_value"] - truth["scale"]["min_value"]
+    assert abs(reading["value"] - truth["value"]) <= 0.02 * full_scale, (reading, truth)

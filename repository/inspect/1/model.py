@@ -15,6 +15,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from bls.merge import DetectorResult, merge_answer
+from bls.reading import instances_from_arrays, load_calibrations, read_meters
 from bls.repository import class_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
 from server.python_models import failure, invalid_argument, model_parameters, respond, yes_or_no
@@ -37,6 +38,12 @@ class TritonPythonModel:
         self.detector_tensors = {name: model_tensors(repository, name) for name in self.detectors}
         self.class_names = {name: class_names(repository, name) for name in self.detectors}
         self.default_models = params["default_models"]
+        # A malformed calibration fails the load, naming the file and the key.
+        self.meter_detector = params["meter_detector"]
+        self.calibrations = load_calibrations(
+            repository / self.meter_detector / params["meter_calibrations"],
+            self.class_names[self.meter_detector],
+        )
         on_gpu = args["model_instance_kind"] == "GPU"
         self.concurrent_detectors = yes_or_no(
             params, "gpu_concurrent_detectors" if on_gpu else "cpu_concurrent_detectors"
@@ -88,9 +95,10 @@ class TritonPythonModel:
             )
         else:
             outcomes = [await self._detect(name, images[name], size) for name in detectors]
+        results = dict(zip(detectors, outcomes, strict=True))
         height, width = (int(v) for v in size.as_numpy().reshape(-1))
         document, masks = merge_answer(
-            height, width, dict(zip(detectors, outcomes, strict=True)), self.class_names
+            height, width, results, self.class_names, self._readings(results)
         )
         return pb_utils.InferenceResponse(
             output_tensors=[
@@ -98,6 +106,19 @@ class TritonPythonModel:
                 pb_utils.Tensor(self.masks_output, masks[np.newaxis]),
             ]
         )
+
+    def _readings(self, results):
+        """The meter readings when the meter detector ran (none if it failed), else None."""
+        if self.meter_detector not in results:
+            return None
+        result = results[self.meter_detector]
+        if not isinstance(result, DetectorResult):
+            return []
+        instances = instances_from_arrays(
+            result.classes, result.scores, result.boxes, result.mask_rects, result.masks
+        )
+        names = self.class_names[self.meter_detector]
+        return [r.to_json() for r in read_meters(instances, names, self.calibrations)]
 
     async def _detect(self, detector, image, size):
         """One detector's result, or its error message: a failure stays in its own slot."""
