@@ -1,4 +1,5 @@
-"""The accuracy tool's metrics on hand-made ground truth and detections; no server (seconds)."""
+"""The accuracy tool's metrics on hand-made ground truth, detections and readings; no server
+(seconds)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bench.accuracy import __main__ as runner
 from bench.accuracy.__main__ import SETS, parse_args
 from bench.accuracy.metrics import (
     GOALS,
+    MAX_GOALS,
     Figure,
     Share,
     ap50_per_class,
@@ -28,8 +30,19 @@ from bench.accuracy.metrics import (
     gauges_found,
     instances_to_detections,
 )
-from bench.accuracy.report import format_table, plot_pr_curves
+from bench.accuracy.readings import (
+    NO_READING,
+    angle_error,
+    face_angle,
+    match_readings,
+    reading_figures,
+    readings_from_answer,
+    summarize_readings,
+    value_error_percent,
+)
+from bench.accuracy.report import format_table, plot_pr_curves, plot_reading_errors
 from bls.merge import DetectorResult, merge_answer
+from bls.reading import Calibration
 from clients.answer import Instance
 
 HEIGHT, WIDTH = 120, 160
@@ -39,21 +52,52 @@ def _rectangle(x: float, y: float, w: float, h: float) -> list[float]:
     return [x, y, x + w, y, x + w, y + h, x, y + h]
 
 
+STANDARD = {"start_deg": 225.0, "sweep_deg": 270.0, "min_value": 0.0, "max_value": 1.6}
+
+
+def _gauge(
+    x: float, y: float, size: float, fraction: float, scale: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """A gauge's ``truth`` entry as ``training.gauges`` writes it, seen square-on (the photo's
+    needle angle is the face's); the standard meter unless ``scale`` is given."""
+    scale = scale or STANDARD
+    low, high = scale["min_value"], scale["max_value"]
+    return {
+        "center": [x + size / 2, y + size / 2],
+        "needle_angle_deg": (scale["start_deg"] + fraction * scale["sweep_deg"]) % 360.0,
+        "fraction": fraction,
+        "value": low + fraction * (high - low),
+        "meter_type": "standard" if scale is STANDARD else "random",
+        "scale": {
+            **scale,
+            "end_deg": (scale["start_deg"] + scale["sweep_deg"]) % 360.0,
+            "unit": "MPa",
+        },
+    }
+
+
+# The last gauge is another meter type: its value is read on the wrong scale, so not scored.
+OTHER_SCALE = {"start_deg": 300.0, "sweep_deg": 120.0, "min_value": 0.0, "max_value": 100.0}
+
+
 def _gauge_truth() -> dict[str, Any]:
     """Three images: one gauge, none, two gauges; each gauge a thin needle on a square dial."""
-    gauges = {1: [(10, 10, 60)], 2: [], 3: [(5, 5, 50), (80, 40, 70)]}
+    gauges = {1: [(10, 10, 60, 0.5)], 2: [], 3: [(5, 5, 50, 0.1), (80, 40, 70, 0.25)]}
     images, annotations = [], []
     for image_id, places in gauges.items():
+        truths = [_gauge(x, y, s, f) for x, y, s, f in places]
+        if image_id == 3:
+            truths[1] = _gauge(*places[1], OTHER_SCALE)
         images.append(
             {
                 "id": image_id,
                 "file_name": f"{image_id:06d}.jpg",
                 "height": HEIGHT,
                 "width": WIDTH,
-                "truth": {"gauges": [{"center": [x + s / 2, y + s / 2]} for x, y, s in places]},
+                "truth": {"gauges": truths},
             }
         )
-        for x, y, size in places:
+        for x, y, size, _ in places:
             needle = (x + size / 2 - 2, y + 5, 4, size / 2 - 5)
             for category_id, box in ((1, needle), (2, (x, y, size, size))):
                 annotations.append(
@@ -284,7 +328,8 @@ def test_cli_options() -> None:
 
 class _FakeRouter:
     """Stands in for ``JpegClient`` on ``inspect``: answers each image (known by its bytes) with
-    the ground truth, built by the router's own :func:`bls.merge.merge_answer`; image 2 fails."""
+    the ground truth, built by the router's own :func:`bls.merge.merge_answer`, plus a perfect
+    reading per gauge; image 2 fails."""
 
     def __init__(self, truth: dict[str, Any]) -> None:
         self.truth = truth
@@ -312,6 +357,15 @@ class _FakeRouter:
         detections, masks = merge_answer(
             HEIGHT, WIDTH, {"pointer": result}, {"pointer": ["pointer", "dial"]}
         )
+        if image_id != 2:
+            document = json.loads(detections)
+            image = next(i for i in self.truth["images"] if i["id"] == image_id)
+            # The instances alternate pointer, dial per gauge (annotation order).
+            document["readings"] = [
+                _reading(gauge, dial=2 * k + 1, needle=2 * k)
+                for k, gauge in enumerate(image["truth"]["gauges"])
+            ]
+            detections = json.dumps(document).encode()
         # As JpegClient returns a batched model's outputs: without the batch dimension.
         return {"DETECTIONS": np.array([detections], dtype=np.object_), "MASKS": masks}
 
@@ -348,9 +402,225 @@ def test_runner_scores_the_routers_answers(
     figures = {f["name"]: f["value"] for f in results["figures"]}
     assert figures["pointer AP50 (mask)"] == pytest.approx(1.0)
     assert figures["gauge found (both)"] == 1.0
+    assert figures["gauge read"] == 1.0
+    assert figures["needle angle error p90"] == 0.0
+    assert figures["value error median"] == pytest.approx(0.0)
+    assert figures["false readings"] == 0
     assert "dial found" in captured.out
+    assert "gauge read" in captured.out and "<= 1.50 deg" in captured.out
     assert (out / "pr_curves.png").is_file()
+    assert (out / "reading_errors.png").is_file()
     assert len(json.loads((out / "detections_gauges.json").read_text())) == 6
+    readings = json.loads((out / "readings_gauges.json").read_text())
+    assert [r["image_id"] for r in readings] == [1, 3, 3]
+    assert readings[0]["dial_bbox"] == [10, 10, 60, 60]
+    assert results["sets"]["gauges"]["reading_statuses"] == {"ok": 3}
 
     # --limit 1: image 1 only, which succeeds.
     assert runner.main([*argv, "--out", str(out), "--limit", "1"]) == 0
+
+
+# --- meter readings ---------------------------------------------------------------------------
+
+
+def _reading(
+    gauge: dict[str, Any], dial: int = 0, needle: int | None = 0, **changes: Any
+) -> dict[str, Any]:
+    """The reading a perfect server answers for ``gauge`` (``changes`` spoil it)."""
+    reading = {
+        "dial": dial,
+        "needle": needle,
+        "center": gauge["center"],
+        "needle_angle_deg": gauge["needle_angle_deg"],
+        "fraction": gauge["fraction"],
+        "value": gauge["value"],
+        "unit": "MPa",
+        "status": "ok",
+    }
+    return {**reading, **changes}
+
+
+def _perfect_readings(truth: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per gauge a perfect reading, tagged as ``readings_from_answer`` tags them."""
+    dials = sorted(
+        (a for a in truth["annotations"] if a["category_id"] == 2), key=lambda a: a["id"]
+    )
+    readings = []
+    for image in truth["images"]:
+        boxes = [a["bbox"] for a in dials if a["image_id"] == image["id"]]
+        for gauge, box in zip(image["truth"]["gauges"], boxes, strict=True):
+            readings.append({**_reading(gauge), "image_id": image["id"], "dial_bbox": box})
+    return readings
+
+
+def test_angle_error_is_circular() -> None:
+    assert angle_error(359.0, 1.0) == pytest.approx(2.0)
+    assert angle_error(1.0, 359.0) == pytest.approx(2.0)
+    assert angle_error(90.0, 270.0) == pytest.approx(180.0)
+    assert angle_error(217.4, 217.4) == 0.0
+
+
+def test_value_error_in_percent_of_full_scale() -> None:
+    gauge = _gauge(0, 0, 10, 0.5)  # 0.8 MPa on 0-1.6
+    assert value_error_percent(0.9, gauge) == pytest.approx(6.25)
+    falling = {"value": 1.0, "scale": {"min_value": 2.0, "max_value": 0.0}}
+    assert value_error_percent(0.5, falling) == pytest.approx(25.0)
+
+
+def test_perfect_readings_read_every_gauge_without_error() -> None:
+    truth = _gauge_truth()
+    summary = summarize_readings(truth, _perfect_readings(truth))
+    assert (summary.read.found, summary.read.total) == (3, 3)
+    assert summary.angle_errors == [0.0, 0.0, 0.0]
+    # The other meter type's value is not scored: two standard gauges.
+    assert summary.value_errors == pytest.approx([0.0, 0.0])
+    assert (summary.false_readings, summary.ok_on_empty, summary.empty_images) == (0, 0, 1)
+    assert summary.statuses == {"ok": 3}
+    figures = reading_figures("gauges", summary)
+    values = _values(figures)
+    assert values["gauge read"] == 1.0
+    assert values["needle angle error median"] == 0.0
+    assert values["value error p90"] == pytest.approx(0.0)
+    assert all(f.passed for f in figures if f.goal is not None)
+    goals = {f.name for f in figures if f.goal is not None}
+    assert goals == {"gauge read", *MAX_GOALS}
+
+
+def test_wrap_around_angle_error_and_value_error() -> None:
+    truth = _gauge_truth()
+    truth["images"][0]["truth"]["gauges"][0]["needle_angle_deg"] = 1.0
+    readings = _perfect_readings(truth)
+    readings[0].update(needle_angle_deg=359.0, value=0.8 + 0.016)  # 1% of 1.6 MPa too high
+    summary = summarize_readings(truth, readings)
+    assert summary.angle_errors == pytest.approx([2.0, 0.0, 0.0])
+    assert summary.value_errors == pytest.approx([1.0, 0.0])
+    values = _values(reading_figures("gauges", summary))
+    assert values["needle angle error median"] == 0.0
+    assert values["needle angle error p90"] == pytest.approx(1.6)  # 0, 0, 2: linear at 90%
+    assert values["value error median"] == pytest.approx(0.5)
+
+
+def test_status_not_ok_is_not_read() -> None:
+    truth = _gauge_truth()
+    readings = _perfect_readings(truth)
+    # The needle lies off the calibrated scale: its angle is still known, no value.
+    readings[1].update(status="outside the scale", fraction=None, value=None)
+    readings[2].update(status="no needle", needle=None, needle_angle_deg=None, value=None)
+    summary = summarize_readings(truth, readings)
+    assert (summary.read.found, summary.read.total) == (1, 3)
+    assert summary.statuses == {"ok": 1, "outside the scale": 1, "no needle": 1}
+    assert len(summary.angle_errors) == 2  # the "no needle" one has no angle
+    assert len(summary.value_errors) == 1
+    assert summary.false_readings == 0
+    figure = next(f for f in reading_figures("gauges", summary) if f.name == "gauge read")
+    assert figure.passed is False
+    assert figure.detail == "1/3; 1 outside the scale; 1 no needle"
+
+
+def test_gauge_without_reading_is_not_read() -> None:
+    truth = _gauge_truth()
+    gauges, false = match_readings(truth, _perfect_readings(truth)[1:])
+    assert [g.read for g in gauges] == [False, True, True]
+    assert gauges[0].status == NO_READING and gauges[0].reading is None
+    assert false == []
+
+
+def test_unmatched_reading_counts_as_false() -> None:
+    truth = _gauge_truth()
+    readings = _perfect_readings(truth)
+    # Image 1: a dial box beside the gauge's (IoU 0); image 2 has no gauge at all.
+    stray = {**readings[0], "dial_bbox": [100, 60, 40, 40]}
+    on_empty = {**readings[0], "image_id": 2}
+    off = {**on_empty, "status": "no needle"}
+    summary = summarize_readings(truth, [*readings, stray, on_empty, off])
+    assert summary.read.share == 1.0
+    assert (summary.false_readings, summary.false_ok) == (3, 2)
+    assert (summary.ok_on_empty, summary.empty_images_with_ok) == (1, 1)
+    figures = {f.name: f for f in reading_figures("gauges", summary)}
+    assert figures["readings ok on empty images"].passed is False
+    assert figures["false readings"].value == 3
+    assert figures["false readings"].detail == "2 of them ok"
+
+
+def test_the_best_overlapping_dial_is_matched() -> None:
+    truth = _gauge_truth()
+    (reading,) = [r for r in _perfect_readings(truth) if r["image_id"] == 1]
+    x, y, w, h = reading["dial_bbox"]
+    # Both overlap the dial with IoU >= 0.5: the closer one is matched, the other is not false.
+    near = {**reading, "dial_bbox": [x + 2, y, w, h], "value": 0.1}
+    far = {**reading, "dial_bbox": [x + 12, y, w, h], "value": 0.2}
+    below = {**reading, "dial_bbox": [x + 0.4 * w, y, w, h], "value": 0.3}  # IoU 0.43
+    gauges, false = match_readings(first_images(truth, 1), [far, near, below])
+    assert gauges[0].reading is near
+    assert false == [below]
+
+
+def test_share_read_of_needles_on_the_calibrated_scale() -> None:
+    truth = _gauge_truth()
+    # The other meter's needle points straight down: in the standard scale's gap.
+    other = truth["images"][2]["truth"]["gauges"][1]
+    other.update(fraction=0.5, scale={**other["scale"], "start_deg": 120.0})
+    assert face_angle(other) == pytest.approx(180.0)
+    readings = _perfect_readings(truth)
+    readings[2].update(status="outside the scale", value=None)
+    standard = Calibration(225.0, 135.0, 0.0, 1.6, "MPa")
+    summary = summarize_readings(truth, readings, standard)
+    assert summary.read.share == pytest.approx(2 / 3)
+    assert summary.on_scale is not None
+    assert (summary.on_scale.found, summary.on_scale.total) == (2, 2)
+    names = [f.name for f in reading_figures("gauges", summary)]
+    assert "gauge read (needle on the scale)" in names
+    assert summarize_readings(truth, readings).on_scale is None
+
+
+def test_no_readings_fail_the_goals() -> None:
+    truth = _gauge_truth()
+    figures = reading_figures("gauges", summarize_readings(truth, []))
+    values = _values(figures)
+    assert values["gauge read"] == 0.0
+    assert values["needle angle error median"] is None
+    assert values["value error median"] is None
+    assert values["readings ok on empty images"] == 0
+    assert [f.name for f in figures if f.passed is False] == [
+        "gauge read",
+        "needle angle error median",
+        "needle angle error p90",
+    ]
+
+
+def test_readings_are_tagged_with_their_dials_box() -> None:
+    document = {
+        "models": {
+            "pointer": {
+                "status": "ok",
+                "instances": [
+                    {"class": "pointer", "box": [40.0, 15.0, 44.0, 40.0]},
+                    {"class": "dial", "box": [10.0, 10.0, 70.0, 70.0]},
+                ],
+            }
+        },
+        "readings": [_reading(_gauge(10, 10, 60, 0.5), dial=1)],
+    }
+    (tagged,) = readings_from_answer(document, "pointer", 7)
+    assert tagged["image_id"] == 7
+    assert tagged["dial_bbox"] == [10.0, 10.0, 60.0, 60.0]
+    assert tagged["status"] == "ok" and tagged["dial"] == 1
+    assert readings_from_answer({"models": {}}, "pointer", 7) == []
+    document["readings"][0]["dial"] = 2
+    with pytest.raises(ValueError, match="dial 2"):
+        readings_from_answer(document, "pointer", 7)
+
+
+def test_table_shows_upper_bound_goals(tmp_path: Path) -> None:
+    figures = [
+        Figure("gauges", "needle angle error median", 1.2, "deg", "", 1.5, at_most=True),
+        Figure("gauges", "needle angle error p90", 4.5, "deg", "", 4.0, at_most=True),
+        Figure("gauges", "value error median", 0.61, "percent", "of full scale"),
+    ]
+    lines = format_table(figures).splitlines()
+    assert "1.20 deg" in lines[2] and "<= 1.50 deg" in lines[2] and lines[2].endswith("pass")
+    assert "4.50 deg" in lines[3] and lines[3].endswith("FAIL")
+    assert "0.61% (of full scale)" in lines[4]
+    png = plot_reading_errors([0.2, 0.9, 1.4, 179.0], [0.3, 7.0], tmp_path / "r.png", {"g": 1.5})
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_reading_errors([], [], tmp_path / "empty.png").is_file()

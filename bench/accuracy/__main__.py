@@ -1,8 +1,9 @@
 """``python -m bench.accuracy`` (``make accuracy``): the detectors' accuracy through the server.
 
 Sends every image of the held-out synthetic sets to ``inspect`` (one detector per set), scores
-the answers against the sets' COCO ground truth, prints a table with the goals, and writes
-``results.json``, the detections and ``pr_curves.png`` to ``--out``.
+the answers against the sets' COCO ground truth (and, on the gauges, the meter readings against
+the true needle angles and values), prints a table with the goals, and writes ``results.json``,
+the detections, the readings, ``pr_curves.png`` and ``reading_errors.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,21 @@ from typing import Any
 
 from bench.accuracy.metrics import (
     GOALS,
+    MAX_GOALS,
     ClassCurve,
     Figure,
     evaluate_set,
     first_images,
     instances_to_detections,
 )
+from bench.accuracy.readings import (
+    ReadingSummary,
+    reading_figures,
+    readings_from_answer,
+    summarize_readings,
+)
 from bench.machine import describe_machine, machine_line
+from bls.reading import Calibration, CalibrationError, load_calibrations
 from bls.repository import model_tensors
 from clients.answer import parse_answer
 from clients.jpeg_client import PROTOCOLS, InferenceServerException, JpegClient
@@ -36,17 +45,28 @@ ROUTER = "inspect"
 
 @dataclass(frozen=True)
 class HeldOutSet:
-    """A held-out set of ``training.data`` and the detector measured on it."""
+    """A held-out set of ``training.data`` and the detector measured on it.
+
+    Attributes:
+        model: the detector ``inspect`` is asked for.
+        masks: whether to score masks too.
+        per_gauge: whether to score whole gauges (dial and pointer found).
+        readings: whether to score the answer's meter readings against ``truth["gauges"]``.
+    """
 
     model: str
     masks: bool
     per_gauge: bool
+    readings: bool = False
 
 
 SETS = {
-    "gauges": HeldOutSet("pointer", masks=True, per_gauge=True),
+    "gauges": HeldOutSet("pointer", masks=True, per_gauge=True, readings=True),
     "insulators": HeldOutSet("insulator", masks=False, per_gauge=False),
 }
+
+# The dial class whose calibration the server reads every gauge with.
+DIAL_CLASS = "dial"
 
 
 def _set_list(text: str) -> list[str]:
@@ -65,15 +85,20 @@ def _positive(text: str) -> int:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
-    goals = ", ".join(f"{name} >= {minimum:g}" for name, minimum in GOALS.items())
+    goals = ", ".join(
+        [f"{name} >= {minimum:g}" for name, minimum in GOALS.items()]
+        + [f"{name} <= {maximum:g}" for name, maximum in MAX_GOALS.items()]
+    )
     parser = argparse.ArgumentParser(
         prog="python -m bench.accuracy",
         description=(
             "Measure the detectors' accuracy through the real server on the held-out synthetic "
             "sets: gauges (pointer model: needles and dials, boxes and masks) and insulators "
             "(insulator model: insulators and defects). Reports AP50 per class (COCOeval), the "
-            "share of gauges whose dial and pointer are found (a detection with IoU >= 0.5), and "
-            "detections on images with nothing in them, against the goals. Writes the held-out "
+            "share of gauges whose dial and pointer are found (a detection with IoU >= 0.5), "
+            "detections on images with nothing in them, and on the gauges the meter readings "
+            "(share read, needle angle and value errors, false readings), against the goals. "
+            "Writes the held-out "
             "sets first if they are missing. Starts its own server on free ports unless --url is "
             "given. Every detection the server returns counts (the model's score threshold). "
             "Exits 1 if a goal is missed or an image failed."
@@ -104,7 +129,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=REPO_ROOT / "build" / "accuracy",
         metavar="DIR",
-        help="Folder for results.json, detections and pr_curves.png. Default is build/accuracy.",
+        help="Folder for results.json, detections, readings, pr_curves.png and "
+        "reading_errors.png. Default is build/accuracy.",
     )
     parser.add_argument(
         "-i",
@@ -140,15 +166,49 @@ def detector_files(model: str) -> dict[str, str]:
     return {key: parameters[key] for key in ("detectron2_config", "weights")}
 
 
+def dial_calibration(model: str) -> Calibration | None:
+    """The scale ``repository/<model>/meters.yaml`` gives the dial class, if it gives one.
+
+    Only used to tell how many gauges' needles lie on that scale; a missing or broken file
+    leaves that figure out rather than the run.
+    """
+    path = REPO_ROOT / "repository" / model / "meters.yaml"
+    try:
+        # The gauge detector's classes: its needles are "pointer", its dials DIAL_CLASS.
+        calibrations = load_calibrations(path, ["pointer", DIAL_CLASS])
+    except (FileNotFoundError, CalibrationError) as error:
+        print(f"accuracy: no dial calibration ({error})", file=sys.stderr)
+        return None
+    return calibrations.get(DIAL_CLASS)
+
+
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
+@dataclass
+class Collected:
+    """What the server answered for one set.
+
+    Attributes:
+        detections: COCO result entries.
+        readings: the answers' meter readings, tagged by
+            :func:`~bench.accuracy.readings.readings_from_answer` (empty unless the set
+            scores readings).
+        errors: one message per failed image (which then counts as having no detection).
+    """
+
+    detections: list[dict[str, Any]]
+    readings: list[dict[str, Any]]
+    errors: list[str]
+
+
 def collect_detections(
     client: JpegClient, spec: HeldOutSet, folder: Path, ground_truth: dict[str, Any], label: str
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Sends each image of ``ground_truth`` to the router and turns its answers into COCO results.
+) -> Collected:
+    """Sends each image of ``ground_truth`` to the router and turns its answers into COCO results
+    and, where the set scores them, tagged readings (one request per image serves both).
 
     Progress (images done, seconds per image, ETA) goes to stderr.
 
@@ -159,15 +219,13 @@ def collect_detections(
         ground_truth: the set's COCO document, as evaluated.
         label: the set's name for the progress line.
 
-    Returns:
-        ``(detections, errors)``: the COCO result entries, and one message per failed image
-        (which then counts as having no detection).
-
     Raises:
-        ValueError: the server answered for an image of another size than the ground truth's.
+        ValueError: the server answered for an image of another size than the ground truth's,
+            or a reading names a dial that is not among the answer's instances.
     """
     category_ids = {c["name"]: c["id"] for c in ground_truth["categories"]}
     detections: list[dict[str, Any]] = []
+    readings: list[dict[str, Any]] = []
     errors: list[str] = []
     total = len(ground_truth["images"])
     started = time.monotonic()
@@ -197,6 +255,10 @@ def collect_detections(
                     image["width"],
                     spec.masks,
                 )
+                if spec.readings:
+                    # Read from the JSON itself: parse_answer need not know about readings.
+                    document = json.loads(outputs["DETECTIONS"][0])
+                    readings += readings_from_answer(document, spec.model, image["id"])
         if error is not None:
             errors.append(f"{path}: {error}")
             print(f"\n{label}: error: {errors[-1]}", file=sys.stderr)
@@ -208,7 +270,7 @@ def collect_detections(
             file=sys.stderr,
             flush=True,
         )
-    return detections, errors
+    return Collected(detections, readings, errors)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Heavy imports (matplotlib; detectron2 through the test helpers) after argument parsing,
     # so that --help is instant.
-    from bench.accuracy.report import format_table, plot_pr_curves
+    from bench.accuracy.report import format_table, plot_pr_curves, plot_reading_errors
     from tests.support import free_ports
 
     out: Path = args.out.resolve()
@@ -227,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: list[Figure] = []
     curves: dict[str, dict[str, ClassCurve]] = {}
     sets: dict[str, dict[str, Any]] = {}
+    reading_summaries: dict[str, ReadingSummary] = {}
     failed_images = 0
     try:
         with contextlib.ExitStack() as stack:
@@ -243,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 spec, folder = SETS[name], folders[name]
                 document = json.loads((folder / "annotations.json").read_text())
                 ground_truth = first_images(document, args.limit)
-                detections, errors = collect_detections(client, spec, folder, ground_truth, name)
+                collected = collect_detections(client, spec, folder, ground_truth, name)
+                detections, errors = collected.detections, collected.errors
                 (out / f"detections_{name}.json").write_text(json.dumps(detections))
                 result = evaluate_set(name, ground_truth, detections, spec.masks, spec.per_gauge)
                 figures += result.figures
@@ -259,6 +323,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     # From this checkout's repository/, also when --url names another server.
                     "detector_files": detector_files(spec.model),
                 }
+                if spec.readings:
+                    (out / f"readings_{name}.json").write_text(json.dumps(collected.readings))
+                    summary = summarize_readings(
+                        ground_truth, collected.readings, dial_calibration(spec.model)
+                    )
+                    reading_summaries[name] = summary
+                    figures += reading_figures(name, summary)
+                    sets[name]["readings"] = len(collected.readings)
+                    sets[name]["reading_statuses"] = summary.statuses
     except (ServerStartError, InferenceServerException) as error:
         print(f"accuracy: error: {error}", file=sys.stderr)
         return 1
@@ -285,8 +358,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "all_goals_passed": all(f.passed for f in goals),
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    plot = plot_pr_curves(curves, out / "pr_curves.png")
-    print(f"accuracy: wrote {out / 'results.json'} and {plot}", file=sys.stderr)
+    plots = [plot_pr_curves(curves, out / "pr_curves.png")]
+    if reading_summaries:
+        # One set scores readings today (gauges); pool them should another ever join it.
+        summaries = list(reading_summaries.values())
+        prefix = "needle angle error "
+        angle_goals = {
+            f"goal: {name.removeprefix(prefix)} <= {bound:g}": bound
+            for name, bound in MAX_GOALS.items()
+            if name.startswith(prefix)
+        }
+        plots.append(
+            plot_reading_errors(
+                [e for s in summaries for e in s.angle_errors],
+                [e for s in summaries for e in s.value_errors],
+                out / "reading_errors.png",
+                angle_goals,
+            )
+        )
+    print(
+        f"accuracy: wrote {out / 'results.json'} and {', '.join(map(str, plots))}",
+        file=sys.stderr,
+    )
     return 0 if results["all_goals_passed"] and not failed_images else 1
 
 

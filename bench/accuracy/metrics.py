@@ -26,6 +26,7 @@ from clients.masks import paste_masks
 __all__ = [
     "GOALS",
     "IOU_THRESHOLD",
+    "MAX_GOALS",
     "ClassCurve",
     "EmptyImages",
     "Figure",
@@ -47,7 +48,8 @@ __all__ = [
 
 IOU_THRESHOLD = 0.5
 
-Kind = Literal["ap", "share", "count"]
+# How a value reads: AP50, a share found, a count, degrees, or a percentage (already times 100).
+Kind = Literal["ap", "share", "count", "deg", "percent"]
 
 # Figure name -> the least value that passes.
 GOALS: dict[str, float] = {
@@ -55,6 +57,14 @@ GOALS: dict[str, float] = {
     "pointer found": 0.95,
     "insulator AP50 (box)": 0.9,
     "defect AP50 (box)": 0.7,
+    "gauge read": 0.95,
+}
+
+# Figure name -> the greatest value that passes (errors and false alarms).
+MAX_GOALS: dict[str, float] = {
+    "needle angle error median": 1.5,
+    "needle angle error p90": 4.0,
+    "readings ok on empty images": 0,
 }
 
 
@@ -102,7 +112,8 @@ class Figure:
         value: AP50, share found, or a count; ``None`` when undefined (nothing to measure).
         kind: how to show ``value``.
         detail: the counts behind a share, e.g. ``"292/300"``.
-        goal: the least passing value, or ``None``.
+        goal: the least passing value (the greatest with ``at_most``), or ``None``.
+        at_most: whether ``goal`` is an upper bound, as for errors and false alarms.
     """
 
     set: str
@@ -111,13 +122,16 @@ class Figure:
     kind: Kind
     detail: str = ""
     goal: float | None = None
+    at_most: bool = False
 
     @property
     def passed(self) -> bool | None:
         """Whether the goal is met; ``None`` without a goal. An undefined value fails."""
         if self.goal is None:
             return None
-        return self.value is not None and self.value >= self.goal
+        if self.value is None:
+            return False
+        return self.value <= self.goal if self.at_most else self.value >= self.goal
 
 
 @dataclass(frozen=True)

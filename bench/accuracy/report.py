@@ -1,4 +1,5 @@
-"""The accuracy table and the precision-recall plot (matplotlib's Agg backend: no display)."""
+"""The accuracy table, the precision-recall plot and the reading-error histograms (matplotlib's
+Agg backend: no display)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use(): the backend is chosen before pyplot loads
+from matplotlib.axes import Axes
 
 from bench.accuracy.metrics import ClassCurve, Figure, Kind
 
-__all__ = ["format_table", "plot_pr_curves"]
+__all__ = ["format_table", "plot_pr_curves", "plot_reading_errors"]
 
 _HEADERS = ("set", "figure", "value", "goal", "result")
 
@@ -24,6 +27,10 @@ def _format_value(value: float | None, kind: Kind) -> str:
         return f"{value:.3f}"
     if kind == "share":
         return f"{value:.1%}"
+    if kind == "deg":
+        return f"{value:.2f} deg"
+    if kind == "percent":
+        return f"{value:.2f}%"
     return f"{value:.0f}"
 
 
@@ -34,7 +41,8 @@ def format_table(figures: Sequence[Figure]) -> str:
         value = _format_value(figure.value, figure.kind)
         goal = ""
         if figure.goal is not None:
-            goal = f">= {_format_value(figure.goal, figure.kind)}"
+            bound = "<=" if figure.at_most else ">="
+            goal = f"{bound} {_format_value(figure.goal, figure.kind)}"
         result = {None: "", True: "pass", False: "FAIL"}[figure.passed]
         detail = f" ({figure.detail})" if figure.detail else ""
         cells.append([figure.set, figure.name, value + detail, goal, result])
@@ -77,6 +85,65 @@ def plot_pr_curves(curves: Mapping[str, Mapping[str, ClassCurve]], path: Path) -
         ax.set_title(f"{set_name} (IoU 0.5)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _histogram(ax: Axes, errors: Sequence[float], cap: float, goals: Mapping[str, float]) -> None:
+    """Errors in bins up to ``cap``; larger ones (a needle read backwards: 180 deg) pile up in
+    the last bin, so that the tail stays visible without flattening the body."""
+    bins = np.linspace(0.0, cap, 41)
+    clipped = np.minimum(np.asarray(errors, dtype=float), cap - 1e-9)
+    ax.hist(clipped, bins=bins, color="C0")
+    for i, (label, value) in enumerate(goals.items()):
+        if value < cap:
+            ax.axvline(value, color=f"C{i + 1}", linestyle="--", label=label)
+    beyond = int(np.sum(np.asarray(errors) >= cap))
+    if beyond:
+        ax.annotate(
+            f"{beyond} >= {cap:g}",
+            (cap, 0),
+            xytext=(-4, 4),
+            textcoords="offset points",
+            ha="right",
+            fontsize="small",
+        )
+    ax.set_ylabel("gauges")
+    ax.grid(alpha=0.3)
+    if goals:
+        ax.legend(loc="upper right", fontsize="small")
+
+
+def plot_reading_errors(
+    angle_errors: Sequence[float],
+    value_errors: Sequence[float],
+    path: Path,
+    angle_goals: Mapping[str, float] | None = None,
+) -> Path:
+    """Two histograms: needle-angle errors (degrees) and value errors (% of full scale).
+
+    Args:
+        angle_errors: per read needle, as :class:`~bench.accuracy.readings.ReadingSummary`
+            holds them.
+        value_errors: per read standard gauge.
+        path: the PNG to write.
+        angle_goals: vertical lines to draw on the angle panel, label -> degrees.
+
+    Returns:
+        ``path``.
+    """
+    fig, (angles, values) = plt.subplots(1, 2, figsize=(10, 4))
+    median = f"median {np.median(angle_errors):.2f}" if len(angle_errors) else "none"
+    _histogram(angles, angle_errors, 10.0, angle_goals or {})
+    angles.set_xlabel("needle angle error (deg)")
+    angles.set_title(f"needle angle, {len(angle_errors)} needles ({median})")
+    median = f"median {np.median(value_errors):.2f}" if len(value_errors) else "none"
+    _histogram(values, value_errors, 5.0, {})
+    values.set_xlabel("value error (% of full scale)")
+    values.set_title(f"value, {len(value_errors)} standard gauges ({median})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
