@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from nvidia.dali import backend as dali_backend
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
 from nvidia.dali.pipeline import Pipeline
@@ -30,14 +31,28 @@ from pipelines.jpeg import DecodeError, check_jpeg
 __all__ = [
     "DecodeError",
     "PreprocessConfig",
+    "PreprocessFault",
     "Preprocessed",
     "Preprocessor",
     "Resize",
     "decode_and_resize",
+    "is_out_of_memory",
     "resized_shape",
 ]
 
 _CHANNEL_ORDERS = {"BGR": types.BGR, "RGB": types.RGB}
+# How torch (torch.cuda.OutOfMemoryError), CUDA and DALI's allocators word running out of memory.
+_OUT_OF_MEMORY = ("out of memory", "bad_alloc", "allocation failed", "cudaerrormemoryallocation")
+
+
+class PreprocessFault(RuntimeError):
+    """Preprocessing failed for the server's reason, not the input's (e.g. out of memory)."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure of torch, CUDA or DALI (not a bad input)."""
+    text = str(error).lower()
+    return any(words in text for words in _OUT_OF_MEMORY)
 
 
 @dataclass(frozen=True)
@@ -315,7 +330,7 @@ class Preprocessor:
 
     def __call__(
         self, jpegs: Sequence[np.ndarray], outputs: Sequence[str] | None = None
-    ) -> list[Preprocessed | DecodeError]:
+    ) -> list[Preprocessed | DecodeError | PreprocessFault]:
         """Decodes and resizes a batch.
 
         Args:
@@ -323,8 +338,9 @@ class Preprocessor:
             outputs: the image outputs to make; ``None`` makes all of them.
 
         Returns:
-            One entry per input, in order: its :class:`Preprocessed`, or its
-            :class:`DecodeError`.
+            One entry per input, in order: its :class:`Preprocessed`; its :class:`DecodeError`
+            (the input's fault); or a :class:`PreprocessFault` (the server's, e.g. out of
+            memory, after which cached memory is released and the next call starts afresh).
 
         Raises:
             ValueError: the batch is too large, or an output is not an image output.
@@ -337,7 +353,7 @@ class Preprocessor:
             raise ValueError(f"image outputs {unknown or wanted} not in {self.output_names}")
         # Config order, so that each set of outputs has one pipeline.
         wanted = tuple(name for name in self.output_names if name in wanted)
-        results: list[Preprocessed | DecodeError | None] = [None] * len(jpegs)
+        results: list[Preprocessed | DecodeError | PreprocessFault | None] = [None] * len(jpegs)
         pending = []
         for i, data in enumerate(jpegs):
             try:
@@ -350,24 +366,44 @@ class Preprocessor:
                 batch = self._run([jpegs[i] for i in pending], wanted)
                 for i, output in zip(pending, batch, strict=True):
                     results[i] = output
-            except RuntimeError:
-                self._pipes.pop(wanted, None)
-                for i in pending:
-                    results[i] = self._run_alone(jpegs[i], wanted)
+            except RuntimeError as error:
+                if is_out_of_memory(error):
+                    fault = self._release_memory(error)
+                    for i in pending:
+                        results[i] = fault
+                else:
+                    self._pipes.pop(wanted, None)
+                    for i in pending:
+                        results[i] = self._run_alone(jpegs[i], wanted)
         return results  # type: ignore[return-value]
 
-    def _run_alone(self, jpeg: np.ndarray, outputs: tuple[str, ...]) -> Preprocessed | DecodeError:
+    def _run_alone(
+        self, jpeg: np.ndarray, outputs: tuple[str, ...]
+    ) -> Preprocessed | DecodeError | PreprocessFault:
         try:
             return self._run([jpeg], outputs)[0]
-        except RuntimeError:
+        except RuntimeError as error:
+            if is_out_of_memory(error):
+                return self._release_memory(error)
             self._pipes.pop(outputs, None)
             return DecodeError("cannot decode JPEG: corrupt data")
+
+    def _release_memory(self, error: RuntimeError) -> PreprocessFault:
+        """Drops every pipeline and the memory DALI and torch keep cached, so that the next
+        request finds room; the requests that ran out are answered as a server fault."""
+        self._pipes.clear()
+        dali_backend.ReleaseUnusedMemory()
+        if self.device_id is not None:
+            import torch
+
+            torch.cuda.empty_cache()
+        return PreprocessFault(f"out of memory while preprocessing ({error}); try again")
 
     def _run(self, jpegs: list[np.ndarray], outputs: tuple[str, ...]) -> list[Preprocessed]:
         pipe = self._pipeline(outputs)
         pipe.feed_input(self.input_name, jpegs)
         *images, sizes = pipe.run()
-        return [
+        results = [
             Preprocessed(
                 images={
                     name: self._take(batch[i]) for name, batch in zip(outputs, images, strict=True)
@@ -376,11 +412,23 @@ class Preprocessor:
             )
             for i in range(len(jpegs))
         ]
+        if self.device_id is not None:
+            import torch
+
+            # The copies are queued on torch's stream; DALI may reuse its buffers from the next
+            # run on, so they must be done before this batch is handed on.
+            torch.cuda.current_stream(self.device_id).synchronize()
+        return results
 
     def _take(self, image: Any) -> Any:
         """Copies one output sample out of DALI's buffers, which the next run reuses."""
         if self.device_id is None:
             return np.array(image)
-        import torch  # GPU path only: keeps torch out of CPU-only preprocessing processes
+        # GPU path only: keeps torch out of CPU-only preprocessing processes.
+        import torch
+        from nvidia.dali.plugin.pytorch import feed_ndarray
 
-        return torch.as_tensor(image, device=f"cuda:{self.device_id}").clone()
+        copy = torch.empty(image.shape(), dtype=torch.uint8, device=f"cuda:{self.device_id}")
+        # DALI's own stream-aware copy, ordered after DALI's work on the buffer (a plain
+        # torch.as_tensor(...).clone() is not).
+        return feed_ndarray(image, copy, cuda_stream=torch.cuda.current_stream(copy.device))

@@ -15,6 +15,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from pipelines.detector import Detector
+from pipelines.preprocess import is_out_of_memory
 
 __all__ = [
     "DetectorModel",
@@ -71,9 +72,9 @@ def output_tensor(name: str, value: Any) -> Any:
     """Wraps one sample as a ``[1, ...]`` output; torch CUDA tensors stay on the GPU (DLPack)."""
     if isinstance(value, np.ndarray):
         return pb_utils.Tensor(name, value[np.newaxis])
-    from torch.utils.dlpack import to_dlpack
-
-    return pb_utils.Tensor.from_dlpack(name, to_dlpack(value.unsqueeze(0)))
+    # The tensor itself, not a DLPack capsule: through __dlpack__ the backend learns torch's
+    # stream and synchronises with it before reading.
+    return pb_utils.Tensor.from_dlpack(name, value.unsqueeze(0))
 
 
 def one_sample(request: Any, name: str) -> Any:
@@ -156,6 +157,10 @@ class DetectorModel:
             try:
                 detections = self.detector([image for _, image in chunk])
             except Exception as error:  # e.g. out of memory: fail these requests, not the model
+                if is_out_of_memory(error) and self.detector.device.type == "cuda":
+                    import torch
+
+                    torch.cuda.empty_cache()  # so that the next request finds room
                 for request, _ in chunk:
                     respond(request, failure(f"{self.model_name}: detection failed: {error}"))
                 continue

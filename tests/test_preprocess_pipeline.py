@@ -13,8 +13,10 @@ from pipelines.preprocess import (
     DecodeError,
     PreprocessConfig,
     Preprocessed,
+    PreprocessFault,
     Preprocessor,
     Resize,
+    is_out_of_memory,
     resized_shape,
 )
 from tests.support import as_array, assert_close_to_reference, reference_preprocess
@@ -194,3 +196,38 @@ def test_batch_larger_than_max_is_refused(preprocessor: Preprocessor) -> None:
 def test_config_rejects_nonsense(make) -> None:
     with pytest.raises(ValueError):
         make()
+
+
+@pytest.mark.parametrize(
+    ("message", "out_of_memory"),
+    [
+        ("CUDA out of memory. Tried to allocate 2.00 GiB", True),
+        ("Critical error in pipeline: CUDA allocation failed", True),
+        ("std::bad_alloc", True),
+        ("CUDA error: cudaErrorMemoryAllocation", True),
+        ("nvjpegDecode failed: bitstream corrupted", False),
+        ("Unsupported marker", False),
+    ],
+)
+def test_out_of_memory_is_told_from_a_bad_input(message: str, out_of_memory: bool) -> None:
+    assert is_out_of_memory(RuntimeError(message)) is out_of_memory
+
+
+def test_out_of_memory_is_the_servers_fault_and_the_next_batch_is_served(
+    jpegs: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preprocessor = Preprocessor("JPEG", CONFIG, max_batch_size=2)
+    good = as_array(jpegs["landscape_640x427"])
+    run = Preprocessor._run
+
+    def out_of_memory(*args: object) -> list[Preprocessed]:
+        raise RuntimeError("Critical error in pipeline: CUDA allocation failed")
+
+    monkeypatch.setattr(Preprocessor, "_run", out_of_memory)
+    results = preprocessor([good, good])
+    assert all(isinstance(r, PreprocessFault) for r in results), results
+    assert not any(isinstance(r, DecodeError) for r in results), "not the client's fault"
+    assert "out of memory" in str(results[0])
+    monkeypatch.setattr(Preprocessor, "_run", run)
+    [result] = preprocessor([good])
+    assert image_of(result).shape == (800, 1199, 3)

@@ -9,8 +9,8 @@ import json
 
 import triton_python_backend_utils as pb_utils
 
-from pipelines.preprocess import DecodeError, PreprocessConfig, Preprocessor
-from server.python_models import invalid_argument, model_parameters, output_tensor
+from pipelines.preprocess import DecodeError, PreprocessConfig, PreprocessFault, Preprocessor
+from server.python_models import failure, invalid_argument, model_parameters, output_tensor
 
 
 class TritonPythonModel:
@@ -65,6 +65,9 @@ class TritonPythonModel:
         responses = []
         for i in range(len(requests)):
             result = results.get(i)
+            if isinstance(result, PreprocessFault):  # the server's fault: answered as such
+                responses.append(failure(f"preprocess: {result}"))
+                continue
             if result is None or isinstance(result, DecodeError):
                 responses.append(invalid_argument(errors.get(i) or str(result)))
                 continue
