@@ -45,6 +45,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # one preprocessed image (800x1333x3 bytes is 3.2 MB); size it for a full batch up front.
 SHM_DEFAULT_BYTES = 64 * 1024 * 1024
 SHM_GROWTH_BYTES = 32 * 1024 * 1024
+# Ensemble and BLS tensors on a GPU come from Triton's CUDA pool (64 MiB by default). When it is
+# full they fall back to pinned host memory, and the python backend of Triton 2.51 then copies
+# GPU tensors with the wrong direction flag and answers anyway (server #7148): silent garbage.
+# A batch of 8 photos preprocessed for two detectors at 800x1333 is 8 x 2 x 3.2 MB = 51 MB, with
+# more batches and the detectors' inputs in flight; 256 MiB per GPU leaves room for that.
+CUDA_POOL_BYTES = 256 * 1024 * 1024
 
 
 class ServerStartError(RuntimeError):
@@ -109,6 +115,7 @@ class TritonServer:
             *REQUIRED_FLAGS,
             f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
+            f"--cuda-memory-pool-byte-size=0:{CUDA_POOL_BYTES}",
             # GPU metrics need NVML; without a GPU they only add errors to the log.
             f"--allow-gpu-metrics={'true' if _has_nvidia_gpu() else 'false'}",
         ]
