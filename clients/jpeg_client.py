@@ -165,8 +165,13 @@ class JpegClient:
         self.close()
 
 
-def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds ``--protocol`` and ``--url``, the same in every CLI."""
+def add_connection_arguments(
+    parser: argparse.ArgumentParser,
+    url_help: str = "Triton server host:port. Default is localhost:8000 (http) or "
+    "localhost:8001 (grpc).",
+) -> None:
+    """Adds ``--protocol`` and ``--url``, the same in every CLI (``url_help`` says what no
+    ``--url`` means where that is not the local server)."""
     parser.add_argument(
         "-i",
         "--protocol",
@@ -178,7 +183,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         "-u",
         "--url",
         default=None,
-        help="Triton server host:port. Default is localhost:8000 (http) or localhost:8001 (grpc).",
+        help=url_help,
     )
 
 

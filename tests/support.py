@@ -22,7 +22,7 @@ from tritonclient.grpc import model_config_pb2
 from bls.repository import read_config
 from clients.jpeg_client import JpegClient
 from pipelines.preprocess import PreprocessConfig, Resize
-from server.launch import REPO_ROOT, TritonServer
+from server.launch import REPO_ROOT, Ports, TritonServer
 from training import gauges, insulators
 from training.coco import Scene
 
@@ -95,6 +95,17 @@ def free_ports(count: int) -> list[int]:
         for sock in sockets:
             sock.bind(("127.0.0.1", 0))
         return [sock.getsockname()[1] for sock in sockets]
+
+
+def server_on(repository: Path, folder: Path) -> TritonServer:
+    """A server (not started) on free ports for another model repository, its build and log in
+    ``folder``."""
+    return TritonServer(
+        Ports(*free_ports(3)),
+        model_repository=repository,
+        build_dir=folder / "build",
+        log_path=folder / "triton.log",
+    )
 
 
 def encode_jpeg(image: Image.Image, **options: object) -> bytes:

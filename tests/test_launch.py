@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from server.launch import REPO_ROOT, Ports, ServerStartError, TritonServer, processes_in_group
-from tests.support import free_ports
+from server.launch import REPO_ROOT, ServerStartError, processes_in_group
+from tests.support import free_ports, server_on
 
 
 def copy_models(destination: Path, *names: str) -> Path:
@@ -72,12 +72,7 @@ def test_serve_prints_ports_when_ready_and_stops_on_ctrl_c(tmp_path: Path) -> No
 
 def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
     repository = copy_models(tmp_path / "repository", "preprocess")
-    server = TritonServer(
-        Ports(*free_ports(3)),
-        model_repository=repository,
-        build_dir=tmp_path / "build",
-        log_path=tmp_path / "triton.log",
-    )
+    server = server_on(repository, tmp_path)
     with server:
         server.wait_until_ready(timeout_s=300)
         group = server.pid
@@ -90,12 +85,7 @@ def test_a_model_that_fails_to_load_is_reported_with_the_log(tmp_path: Path) -> 
     repository = copy_models(tmp_path / "repository", "preprocess")
     config = repository / "preprocess" / "config.pbtxt"
     config.write_text(config.read_text().replace('"67108864"', '"not a number"'))
-    server = TritonServer(
-        Ports(*free_ports(3)),
-        model_repository=repository,
-        build_dir=tmp_path / "build",
-        log_path=tmp_path / "triton.log",
-    )
+    server = server_on(repository, tmp_path)
     with server, pytest.raises(ServerStartError) as error:
         server.wait_until_ready(timeout_s=300)
     assert "tritonserver exited" in str(error.value)
@@ -108,12 +98,7 @@ def test_a_malformed_meter_calibration_fails_the_routers_load(tmp_path: Path) ->
     )
     meters = repository / "pointer" / "meters.yaml"
     meters.write_text(meters.read_text().replace("max_value: 1.6", "max_value: lots"))
-    server = TritonServer(
-        Ports(*free_ports(3)),
-        model_repository=repository,
-        build_dir=tmp_path / "build",
-        log_path=tmp_path / "triton.log",
-    )
+    server = server_on(repository, tmp_path)
     with server, pytest.raises(ServerStartError) as error:
         server.wait_until_ready(timeout_s=300)
     assert f"{meters}: dial.max_value" in str(error.value)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from clients.answer import parse_answer
-from server.launch import REPO_ROOT, Ports, TritonServer
-from tests.support import connect, free_ports
+from server.launch import REPO_ROOT
+from tests.support import connect, server_on
 
 pytestmark = pytest.mark.slow
 
@@ -54,12 +54,7 @@ def test_r50_recipes_serve_after_switching_two_parameters(
         for name, (_, production, _) in PRODUCTION.items()
     }
     switch_to_production(repository, weights)
-    server = TritonServer(
-        Ports(*free_ports(3)),
-        model_repository=repository,
-        build_dir=tmp_path / "build",
-        log_path=tmp_path / "triton.log",
-    )
+    server = server_on(repository, tmp_path)
     with server:
         server.wait_until_ready(timeout_s=600)
         with connect(server, "grpc") as client:

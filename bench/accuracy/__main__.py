@@ -37,7 +37,7 @@ from bench.machine import describe_machine, machine_line
 from bls.reading import Calibration, CalibrationError, load_calibrations
 from bls.repository import model_tensors
 from clients.answer import parse_answer
-from clients.jpeg_client import PROTOCOLS, InferenceServerException, JpegClient
+from clients.jpeg_client import InferenceServerException, JpegClient, add_connection_arguments
 from server.launch import REPO_ROOT, Ports, ServerStartError, TritonServer
 
 ROUTER = "inspect"
@@ -132,19 +132,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Folder for results.json, detections, readings, pr_curves.png and "
         "reading_errors.png. Default is build/accuracy.",
     )
-    parser.add_argument(
-        "-i",
-        "--protocol",
-        choices=PROTOCOLS,
-        default="http",
-        help="Protocol to talk to Triton with. Default is http.",
-    )
-    parser.add_argument(
-        "-u",
-        "--url",
-        default=None,
-        help="host:port of a running server to measure (for --protocol). Default is to start "
-        "one on repository/ on free ports, logging to OUT/tritonserver.log.",
+    add_connection_arguments(
+        parser,
+        url_help="host:port of a running server to measure (for --protocol). Default is to "
+        "start one on repository/ on free ports, logging to OUT/tritonserver.log.",
     )
     return parser.parse_args(argv)
 
