@@ -301,6 +301,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """The first SIGINT or SIGTERM stops the server; later ones are ignored.
+
+    Signals come twice as often as once (Ctrl-C pressed again, GNU make passing its own on, a
+    kill of the process group): a second one raised inside ``TritonServer.stop()`` would leave
+    the watchdog, the server and its stubs running with no parent.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the server in the foreground until interrupted; returns the exit code."""
     args = parse_args(argv)
@@ -308,8 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = TritonServer(ports, model_repository=args.model_repository.resolve())
     print(f"Starting tritonserver on {args.model_repository} ...", flush=True)
     server.start()
-    # A terminal's Ctrl-C reaches only this process (the server has its own session): stop it.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # A terminal's Ctrl-C or a supervisor's SIGTERM reaches only this process (the server has
+    # its own session), and this process stops the server.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         server.wait_until_ready(timeout_s=args.timeout)
         models = ", ".join(_model_names(args.model_repository))

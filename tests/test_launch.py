@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +23,22 @@ def copy_models(destination: Path, *names: str) -> Path:
     return destination
 
 
-def test_serve_prints_ports_when_ready_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+# How a server is told to stop: Ctrl-C once or twice, SIGTERM to the launcher, or to its whole
+# process group twice (what `kill -TERM -- -<group>` of `make serve` does: make passes its own
+# signal on, so the launcher gets two).
+STOPS = {
+    "ctrl-c": [(signal.SIGINT, False)],
+    "ctrl-c twice": [(signal.SIGINT, False), (signal.SIGINT, False)],
+    "sigterm": [(signal.SIGTERM, False)],
+    "sigterm to the group twice": [(signal.SIGTERM, True), (signal.SIGTERM, True)],
+}
+
+
+@pytest.mark.parametrize("stop", sorted(STOPS))
+@pytest.mark.parametrize("attempt", range(2))
+def test_serve_prints_ports_when_ready_and_stops_on_a_signal(
+    tmp_path: Path, stop: str, attempt: int
+) -> None:
     repository = copy_models(tmp_path / "repository", "preprocess", "preprocess_ensemble")
     http, grpc, metrics = free_ports(3)
     process = subprocess.Popen(
@@ -42,6 +59,7 @@ def test_serve_prints_ports_when_ready_and_stops_on_ctrl_c(tmp_path: Path) -> No
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     lines: list[str] = []
     try:
@@ -62,9 +80,18 @@ def test_serve_prints_ports_when_ready_and_stops_on_ctrl_c(tmp_path: Path) -> No
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
         assert len(children) == 1, "the launcher runs the watchdog (and tritonserver under it)"
         server_group = int(children[0])
-        process.send_signal(signal.SIGINT)
+        for sig, to_group in STOPS[stop]:
+            if to_group:
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)
+            time.sleep(0.05)
         assert process.wait(timeout=60) == 0
         assert processes_in_group(server_group) == []
+        assert processes_in_group(process.pid) == []
+        for port in (http, grpc, metrics):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))  # free again
     finally:
         if process.poll() is None:
             process.kill()
