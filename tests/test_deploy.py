@@ -484,6 +484,28 @@ def docker_run_command() -> list[str]:
     raise AssertionError("deploy/README.md has no `docker run --gpus=1 ...` line")
 
 
+def test_image_pins_resolve_for_the_images_python(tmp_path: Path) -> None:
+    """Every runtime pin the image installs exists for its Python and platform, as pip finds it
+    from the package index (the development venv's Python is newer and hides such pins)."""
+    match = re.search(r"python3\.(\d+)/dist-packages", (DEPLOY / "Dockerfile").read_text())
+    assert match, "the Dockerfile names its Python's site-packages"
+    replaced = re.compile(r"torch|torchvision|nvidia-pytriton|nvidia-dali-cuda[0-9]+")
+    pins = [f"{n}=={v}" for n, v in runtime_requirements().items() if not replaced.fullmatch(n)]
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps",
+            "--ignore-installed", "--target", str(tmp_path / "site-packages"),
+            "--python-version", f"3.{match.group(1)}", "--implementation", "cp",
+            "--platform", "manylinux2014_x86_64", *pins,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Would install" in run.stdout
+
+
 def test_readme_docker_run_matches_the_image() -> None:
     words = docker_run_command()
     shm = [w.split("=", 1)[1] for w in words if w.startswith("--shm-size=")]
