@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from clients.answer import parse_answer
+from pipelines.preprocess import resized_shape
 from server.launch import REPO_ROOT
 from tests.support import connect, server_on
 
@@ -29,7 +30,7 @@ def switch_to_production(repository: Path, weights: dict[str, Path]) -> None:
         config = repository / name / "config.pbtxt"
         edited = config.read_text().replace(f'"{demo}"', f'"{production}"')
         edited = edited.replace('"weights/demo.pth"', f'"{weights[name]}"')
-        assert edited.count(production) == 1 and edited.count(str(weights[name])) == 1
+        assert f'string_value: "{production}"' in edited and str(weights[name]) in edited
         config.write_text(edited)
         text, count = re.subn(
             rf'(key: "{image}", value: {{ string_value: )"[^"]*"',
@@ -65,7 +66,8 @@ def test_r50_recipes_serve_after_switching_two_parameters(
         # Untrained stand-ins answer their full 100 instances.
         assert answer.models[name].status == "ok", answer.models[name].error
         assert len(answer.models[name].instances) == 100
-    assert min(preprocessed["POINTER_IMAGE"].shape[:2]) == 800
+    height, width = (int(v) for v in preprocessed["ORIGINAL_SIZE"])
+    assert preprocessed["POINTER_IMAGE"].shape[:2] == resized_shape(height, width, 800, 1333)
     log = server.log_text()
     assert "mask_rcnn_R50_FPN.yaml" in log and "centernet2_R50_FPN.yaml" in log
     assert "UNTRAINED WEIGHTS" in log

@@ -126,6 +126,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_goes_on(gauge_set: Path, tmp_path:
         stderr=subprocess.STDOUT,
         text=True,
         cwd=REPO_ROOT,
+        # As at a terminal: a test run started in the background inherits SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
     assert process.stdout is not None
