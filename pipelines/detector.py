@@ -31,6 +31,7 @@ __all__ = [
     "load_weights",
     "mask_rect",
     "paste_masks_into_boxes",
+    "read_yaml_config",
 ]
 
 # Set in checkpoints made by pipelines.untrained; a checkpoint carrying it holds no training.
@@ -39,6 +40,22 @@ UNTRAINED_KEY = "__untrained__"
 
 class CheckpointError(ValueError):
     """A weights file is missing or does not fit the model; the message names the file."""
+
+
+def read_yaml_config(path: Path) -> CfgNode:
+    """A detector's YAML merged over detectron2's defaults, CenterNet2's keys and
+    ``CLASS_NAMES``; not frozen, for callers that add their own settings.
+
+    Raises:
+        FileNotFoundError: the YAML does not exist.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"detectron2 config not found: {path}")
+    cfg = get_cfg()
+    add_centernet_config(cfg)
+    cfg.CLASS_NAMES = []
+    cfg.merge_from_file(str(path))
+    return cfg
 
 
 def load_config(path: Path, device: str = "cpu") -> CfgNode:
@@ -51,12 +68,7 @@ def load_config(path: Path, device: str = "cpu") -> CfgNode:
         FileNotFoundError: the YAML does not exist.
         ValueError: ``CLASS_NAMES`` does not have one name per class.
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"detectron2 config not found: {path}")
-    cfg = get_cfg()
-    add_centernet_config(cfg)
-    cfg.CLASS_NAMES = []
-    cfg.merge_from_file(str(path))
+    cfg = read_yaml_config(path)
     cfg.MODEL.DEVICE = device
     cfg.MODEL.WEIGHTS = ""  # weights come from load_weights, never from a URL
     if len(cfg.CLASS_NAMES) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:

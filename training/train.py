@@ -22,12 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from centernet.config import add_centernet_config
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data.datasets import register_coco_instances
 from detectron2.engine import DefaultTrainer
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from detectron2.utils.logger import setup_logger
+
+from pipelines.detector import read_yaml_config
 
 __all__ = ["DatasetError", "build_config", "check_dataset", "main", "train"]
 
@@ -83,12 +84,7 @@ def build_config(
     config_path: Path, output: Path, device: str, overrides: Sequence[str] = ()
 ) -> CfgNode:
     """The training config: the detector's YAML, this run's dataset, output and device."""
-    if not config_path.is_file():
-        raise FileNotFoundError(f"detectron2 config not found: {config_path}")
-    cfg = get_cfg()
-    add_centernet_config(cfg)
-    cfg.CLASS_NAMES = []
-    cfg.merge_from_file(str(config_path))
+    cfg = read_yaml_config(config_path)
     cfg.merge_from_list(list(overrides))
     cfg.DATASETS.TRAIN = ("train",)
     cfg.DATASETS.TEST = ()
