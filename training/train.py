@@ -8,7 +8,10 @@ trains on your own photos exported from labelme, CVAT or any tool that writes CO
 
 The dataset's category names must equal the config's ``CLASS_NAMES`` (same names; ids in that
 order). Checkpoints go to ``--output`` every ``SOLVER.CHECKPOINT_PERIOD`` iterations and on
-Ctrl-C; run the same command with ``--resume`` to go on from the last one.
+Ctrl-C; run the same command with ``--resume`` to go on from the last one. To start from other
+weights (fine-tuning the demo model on your photos, say) give ``MODEL.WEIGHTS path.pth`` among
+the config overrides. Training images get detectron2's resize and flip and
+:class:`training.augment.PhotometricJitter` (white balance, hue, saturation, light).
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ from pathlib import Path
 
 import torch
 from detectron2.config import CfgNode
+from detectron2.data import DatasetMapper, build_detection_train_loader
 from detectron2.data.datasets import register_coco_instances
+from detectron2.data.detection_utils import build_augmentation
 from detectron2.engine import DefaultTrainer
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from detectron2.utils.logger import setup_logger
 
 from pipelines.detector import read_yaml_config
+from training.augment import PhotometricJitter
 
 __all__ = ["DatasetError", "build_config", "check_dataset", "main", "train"]
 
@@ -96,7 +102,8 @@ def build_config(
 
 
 class _Trainer(DefaultTrainer):
-    """detectron2's trainer, writing metrics to the log and metrics.json only.
+    """detectron2's trainer with photometric augmentation, writing metrics to the log and
+    metrics.json only.
 
     Its log line every 20 iterations carries the ETA, losses, time per iteration and rate.
     (The default writers also want TensorBoard, which this project does not install.)
@@ -107,6 +114,13 @@ class _Trainer(DefaultTrainer):
             CommonMetricPrinter(self.max_iter),
             JSONWriter(str(Path(self.cfg.OUTPUT_DIR) / "metrics.json")),
         ]
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode):
+        """detectron2's resize and flip, then :class:`PhotometricJitter`."""
+        augmentations = [*build_augmentation(cfg, True), PhotometricJitter(cfg.INPUT.FORMAT)]
+        mapper = DatasetMapper(cfg, is_train=True, augmentations=augmentations)
+        return build_detection_train_loader(cfg, mapper=mapper)
 
 
 def train(cfg: CfgNode, resume: bool) -> Path:
