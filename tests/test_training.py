@@ -10,11 +10,13 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipelines.detector import Detector
 from server.launch import REPO_ROOT
 from training import gauges, insulators
+from training.augment import Jitter, PhotometricJitter, apply_jitter
 from training.coco import write_coco
 from training.export import export_weights
 from training.train import DatasetError, check_dataset
@@ -168,3 +170,36 @@ def test_resume_without_a_checkpoint_says_so(gauge_set: Path, tmp_path: Path) ->
     )
     assert run.returncode == 2
     assert "--resume: no checkpoint in" in run.stderr
+
+
+def test_identity_jitter_leaves_the_image_alone() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    same = Jitter(gains=(1.0, 1.0, 1.0), hue_shift=0, saturation=1.0, brightness=1.0, contrast=1.0)
+    np.testing.assert_array_equal(apply_jitter(image, same, rgb=False), image)
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_hue_turns_in_the_images_channel_order(rgb: bool) -> None:
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0 if rgb else 2] = 200
+    half_turn = Jitter((1.0, 1.0, 1.0), hue_shift=90, saturation=1.0, brightness=1.0, contrast=1.0)
+    cyan = apply_jitter(red, half_turn, rgb=rgb)[0, 0]
+    red_channel, blue_channel = (cyan[0], cyan[2]) if rgb else (cyan[2], cyan[0])
+    assert red_channel == 0 and blue_channel == 200 and cyan[1] == 200
+
+
+def test_photometric_jitter_changes_colours_not_geometry() -> None:
+    image = np.full((20, 30, 3), 128, np.uint8)
+    image[5:15, 5:25] = (40, 200, 90)
+    augmentation = PhotometricJitter("BGR", probability=1.0)
+    boxes = np.array([[5.0, 5.0, 25.0, 15.0]])
+    changed = 0
+    for _ in range(10):
+        transform = augmentation.get_transform(image)
+        out = transform.apply_image(image.copy())
+        assert out.shape == image.shape and out.dtype == np.uint8
+        np.testing.assert_array_equal(transform.apply_box(boxes), boxes)
+        changed += not np.array_equal(out, image)
+    assert changed == 10
+    with pytest.raises(ValueError, match="BGR or RGB"):
+        PhotometricJitter("L")
