@@ -25,10 +25,11 @@ from PIL import Image
 from bench.servers import ECHO_MODEL
 from bench.stats import Row, Summary, paired_ratios
 from bench.timing import interleaved, rotated
-from bls.merge import DetectorResult, merge_answer
+from bls.merge import merge_answer
 from bls.repository import class_names, model_tensors
 from clients.answer import parse_answer
 from clients.jpeg_client import JpegClient
+from pipelines.tensors import DETECTIONS, IMAGE, JPEG, MASKS, MODELS, Detections
 
 __all__ = ["Bench", "SectionResult"]
 
@@ -121,7 +122,7 @@ class Bench:
                 "DefaultPredictor": in_process,
                 f"{ensemble} http": lambda m=ensemble: self.http.infer(m, self.jpeg),
                 f"{ensemble} grpc": lambda m=ensemble: self.grpc.infer(m, self.jpeg),
-                bls: lambda m=model: self.grpc.infer("inspect", self.jpeg, {"MODELS": m}),
+                bls: lambda m=model: self.grpc.infer("inspect", self.jpeg, {MODELS: m}),
             }
             samples = interleaved(variants, self.rounds, self.warmup, f"1 overhead {model}")
             base = "DefaultPredictor"
@@ -152,7 +153,7 @@ class Bench:
     def both(self) -> SectionResult:
         """``inspect`` with both detectors against each alone and against their sum."""
         variants: dict[str, Callable[[], object]] = {
-            f"inspect[{m}] grpc": lambda m=m: self.grpc.infer("inspect", self.jpeg, {"MODELS": m})
+            f"inspect[{m}] grpc": lambda m=m: self.grpc.infer("inspect", self.jpeg, {MODELS: m})
             for m in (*DETECTORS, "both")
         }
         samples = interleaved(variants, self.rounds, self.warmup, "2 both")
@@ -183,7 +184,7 @@ class Bench:
 
         config = Resize()
         dali = Preprocessor(
-            "JPEG", PreprocessConfig(images=(("IMAGE", config),)), max_batch_size=max(batch_sizes)
+            JPEG, PreprocessConfig(images=((IMAGE, config),)), max_batch_size=max(batch_sizes)
         )
         resize = T.ResizeShortestEdge(config.shortest_edge, config.max_size)
         pool = ThreadPoolExecutor(2)
@@ -290,7 +291,7 @@ class Bench:
 
             async def sender() -> None:
                 for _ in range(requests_per_client):
-                    tensor = aiogrpc.InferInput("JPEG", list(data.shape), "UINT8")
+                    tensor = aiogrpc.InferInput(JPEG, list(data.shape), "UINT8")
                     tensor.set_data_from_numpy(data)
                     start = time.perf_counter()
                     await client.infer(model, [tensor])
@@ -322,7 +323,7 @@ class Bench:
                 def send(
                     module: Any, client: Any, data: np.ndarray = data, region: str = ""
                 ) -> None:
-                    tensor = module.InferInput("JPEG", list(data.shape), "UINT8")
+                    tensor = module.InferInput(JPEG, list(data.shape), "UINT8")
                     if region:
                         tensor.set_shared_memory(region, data.nbytes)
                     else:
@@ -379,15 +380,12 @@ class Bench:
         (``bls.merge.merge_answer``, in the BLS) and to parse it (``clients.answer``)."""
         outputs = {m: self.grpc.infer(f"{m}_ensemble", self.jpeg) for m in DETECTORS}
         ensemble_bytes = {m: sum(a.nbytes for a in out.values()) for m, out in outputs.items()}
-        results = {
-            m: DetectorResult(*(outputs[m][n] for n in model_tensors(self.repository, m).outputs))
-            for m in DETECTORS
-        }
+        results = {m: Detections.from_outputs(outputs[m]) for m in DETECTORS}
         names = {m: class_names(self.repository, m) for m in DETECTORS}
         height, width = Image.open(io.BytesIO(self.jpeg)).size[::-1]
         document, masks = merge_answer(height, width, results, names)
-        served = self.grpc.infer("inspect", self.jpeg, {"MODELS": "both"})
-        served_bytes = len(served["DETECTIONS"][0]) + served["MASKS"].nbytes
+        served = self.grpc.infer("inspect", self.jpeg, {MODELS: "both"})
+        served_bytes = len(served[DETECTIONS][0]) + served[MASKS].nbytes
         instances = sum(len(r.scores) for r in results.values())
         variants: dict[str, Callable[[], object]] = {
             "build answer (merge_answer)": lambda: merge_answer(height, width, results, names),
@@ -407,8 +405,8 @@ class Bench:
         raw = {
             "samples": samples,
             "answer_bytes": served_bytes,
-            "json_bytes": len(served["DETECTIONS"][0]),
-            "mask_bytes": int(served["MASKS"].nbytes),
+            "json_bytes": len(served[DETECTIONS][0]),
+            "mask_bytes": int(served[MASKS].nbytes),
             "ensemble_bytes": ensemble_bytes,
             "instances": instances,
         }

@@ -22,29 +22,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DetectorResult", "merge_answer"]
+from pipelines.tensors import Detections
 
-
-@dataclass
-class DetectorResult:
-    """One detector's outputs for one image (the arrays of its ``config.pbtxt`` outputs)."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
-    mask_rects: np.ndarray | None = None
-    masks: np.ndarray | None = None
+__all__ = ["merge_answer"]
 
 
 def merge_answer(
     height: int,
     width: int,
-    results: Mapping[str, DetectorResult | str],
+    results: Mapping[str, Detections | str],
     class_names: Mapping[str, list[str]],
     readings: list[dict[str, Any]] | None = None,
 ) -> tuple[bytes, np.ndarray]:

@@ -21,6 +21,7 @@ from clients.jpeg_client import (
     find_jpegs,
     infer_files,
 )
+from pipelines.tensors import DETECTIONS, MASKS, MODELS
 
 ROUTER = "inspect"
 
@@ -77,14 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     failed = False
     with JpegClient(args.url, args.protocol) as client:
-        options_name = client.signature(ROUTER).option_names[0]
-        choice = {options_name: args.models}
+        choice = {MODELS: args.models}
         for path, outputs, elapsed_ms in infer_files(client, ROUTER, paths, choice):
             if outputs is None:
                 failed = True
                 continue
-            detections, masks = client.signature(ROUTER).output_names
-            answer = parse_answer(outputs[detections][0], outputs[masks])
+            answer = parse_answer(outputs[DETECTIONS][0], outputs[MASKS])
             errors = [f"{n}: {r.error}" for n, r in answer.models.items() if r.status != "ok"]
             failed = failed or bool(errors)
             if args.json:

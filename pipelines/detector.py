@@ -9,7 +9,6 @@ to their box.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,11 @@ from detectron2.modeling import build_model
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Instances
 
+from pipelines.tensors import Detections
+
 __all__ = [
     "UNTRAINED_KEY",
     "CheckpointError",
-    "Detections",
     "Detector",
     "load_config",
     "load_weights",
@@ -137,32 +137,6 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-@dataclass
-class Detections:
-    """One image's detections in original image pixels.
-
-    Attributes:
-        boxes: ``float32 [N, 4]``, ``x1, y1, x2, y2``.
-        scores: ``float32 [N]``.
-        classes: ``int32 [N]``, index into the config's ``CLASS_NAMES``.
-        mask_rects: ``int32 [N, 4]``, ``x, y, width, height`` of each mask's crop (mask models).
-        masks: ``uint8 [sum(width * height)]``, each crop row-major, 1 inside (mask models).
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
-    mask_rects: np.ndarray | None = None
-    masks: np.ndarray | None = None
-
-    def arrays(self) -> list[np.ndarray]:
-        """The arrays in output order: boxes, scores, classes[, mask_rects, masks]."""
-        arrays = [self.boxes, self.scores, self.classes]
-        if self.mask_rects is not None and self.masks is not None:
-            arrays += [self.mask_rects, self.masks]
-        return arrays
-
-
 def mask_rect(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
     """The pixel rectangle a mask is cropped to: its box rounded outwards, clipped to the image.
 
@@ -170,13 +144,13 @@ def mask_rect(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, 
     boxes.
 
     Returns:
-        ``(x0, y0, x1, y1)``, end-exclusive.
+        ``(x, y, width, height)``, as ``MASK_RECTS`` carries it.
     """
     x0 = int(np.clip(np.floor(box[0]), 0, width))
     y0 = int(np.clip(np.floor(box[1]), 0, height))
     x1 = int(np.clip(np.ceil(box[2]), x0, width))
     y1 = int(np.clip(np.ceil(box[3]), y0, height))
-    return x0, y0, x1, y1
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def paste_masks_into_boxes(
@@ -204,14 +178,14 @@ def paste_masks_into_boxes(
     rects = np.zeros((len(boxes_np), 4), dtype=np.int32)
     crops = []
     for i, box in enumerate(boxes_np):
-        x0, y0, x1, y1 = mask_rect(box, height, width)
-        rects[i] = (x0, y0, x1 - x0, y1 - y0)
+        rects[i] = x0, y0, w, h = mask_rect(box, height, width)
         # One mask at a time, as detectron2 does on a CPU (skip_empty: only its box's region).
         region, (rows, cols) = _do_paste_mask(
             mask_probs[i : i + 1], boxes[i : i + 1], height, width, skip_empty=True
         )
         mask = (region[0] >= threshold).numpy()
-        crops.append(mask[y0 - rows.start : y1 - rows.start, x0 - cols.start : x1 - cols.start])
+        top, left = y0 - rows.start, x0 - cols.start
+        crops.append(mask[top : top + h, left : left + w])
     flat = (
         np.concatenate([c.reshape(-1) for c in crops]).astype(np.uint8)
         if crops

@@ -16,14 +16,18 @@ import triton_python_backend_utils as pb_utils
 
 from pipelines.detector import Detector
 from pipelines.preprocess import is_out_of_memory
+from pipelines.tensors import IMAGE, ORIGINAL_SIZE, Contract, config_mismatches, detector_contract
 
 __all__ = [
+    "INVALID_INPUT",
     "DetectorModel",
+    "check_config",
     "failure",
     "invalid_argument",
     "model_parameters",
     "one_sample",
     "output_tensor",
+    "passed_on",
     "respond",
     "yes_or_no",
 ]
@@ -46,16 +50,46 @@ def yes_or_no(parameters: dict[str, str], key: str) -> bool:
     return value == "yes"
 
 
+def check_config(model_name: str, model_config: dict[str, Any], contract: Contract) -> None:
+    """Fails the model's load when its ``config.pbtxt`` departs from ``contract``.
+
+    Raises:
+        ValueError: naming every missing, extra or mistyped tensor.
+    """
+    problems = config_mismatches(model_config, contract)
+    if problems:
+        raise ValueError(
+            f"{model_name}: config.pbtxt does not match the tensor contract in "
+            f"pipelines/tensors.py: {'; '.join(problems)}"
+        )
+
+
+# Every refusal's message starts so. A BLS caller needs it to tell the callee's refusal from its
+# fault: the python backend (pytriton 0.7.0's) hands a BLS caller every error as INTERNAL.
+INVALID_INPUT = "invalid input: "
+
+
 def invalid_argument(message: str) -> Any:
     """A response that fails one request with ``message``, leaving its batch alone."""
     return pb_utils.InferenceResponse(
-        error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+        error=pb_utils.TritonError(
+            INVALID_INPUT + message.removeprefix(INVALID_INPUT), pb_utils.TritonError.INVALID_ARG
+        )
     )
 
 
 def failure(message: str) -> Any:
     """A response that fails one request with an internal error (not the client's fault)."""
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
+
+
+def passed_on(error: Any) -> Any:
+    """A BLS callee's error as this model's response: a refusal stays a refusal (400), any
+    other failure (a dead stub, out of memory) stays the server's fault (500)."""
+    message = error.message()
+    if error.code() == pb_utils.TritonError.INVALID_ARG or message.startswith(INVALID_INPUT):
+        return invalid_argument(message)
+    return failure(message)
 
 
 def respond(request: Any, response: Any) -> None:
@@ -101,10 +135,10 @@ def one_sample(request: Any, name: str) -> Any:
 class DetectorModel:
     """``initialize``/``execute``/``finalize`` of a detectron2 detector behind Triton.
 
-    ``config.pbtxt`` names the inputs (image, original size, in that order) and the outputs, in
-    the order of :meth:`pipelines.detector.Detections.arrays`. Its parameters: ``detectron2_config``
-    and ``weights`` (paths relative to the model's folder, or absolute), and
-    ``cpu_forward_batch_size``/``gpu_forward_batch_size`` (images per detectron2 forward).
+    Its tensors are :data:`pipelines.tensors.DETECTOR`'s, or ``MASK_DETECTOR``'s when the YAML
+    turns masks on. ``config.pbtxt``'s parameters: ``detectron2_config`` and ``weights`` (paths
+    relative to the model's folder, or absolute), and ``cpu_forward_batch_size``/
+    ``gpu_forward_batch_size`` (images per detectron2 forward).
     """
 
     def initialize(self, args: dict[str, Any]) -> None:
@@ -112,8 +146,6 @@ class DetectorModel:
         params = model_parameters(model_config)
         model_dir = Path(args["model_repository"])
         self.model_name = args["model_name"]
-        self.image_input, self.size_input = (i["name"] for i in model_config["input"])
-        self.output_names = [output["name"] for output in model_config["output"]]
         on_gpu = args["model_instance_kind"] == "GPU"
         device = f"cuda:{args['model_instance_device_id']}" if on_gpu else "cpu"
         batch_key = "gpu_forward_batch_size" if on_gpu else "cpu_forward_batch_size"
@@ -123,6 +155,7 @@ class DetectorModel:
             device=device,
             forward_batch_size=int(params[batch_key]),
         )
+        check_config(self.model_name, model_config, detector_contract(self.detector.has_masks))
         pb_utils.Logger.log_info(
             f"{self.model_name}: {params['detectron2_config']} on {device}, weights "
             f"{model_dir / params['weights']}, classes {self.detector.class_names}, "
@@ -139,8 +172,8 @@ class DetectorModel:
         inputs = []
         for request in requests:
             try:
-                image = one_sample(request, self.image_input)
-                size = one_sample(request, self.size_input)
+                image = one_sample(request, IMAGE)
+                size = one_sample(request, ORIGINAL_SIZE)
             except ValueError as error:
                 respond(request, invalid_argument(f"{self.model_name}: {error}"))
                 continue
@@ -165,10 +198,7 @@ class DetectorModel:
                     respond(request, failure(f"{self.model_name}: detection failed: {error}"))
                 continue
             for (request, _), result in zip(chunk, detections, strict=True):
-                outputs = [
-                    output_tensor(name, array)
-                    for name, array in zip(self.output_names, result.arrays(), strict=True)
-                ]
+                outputs = [output_tensor(name, array) for name, array in result.outputs().items()]
                 respond(request, pb_utils.InferenceResponse(output_tensors=outputs))
 
     def finalize(self) -> None:

@@ -41,9 +41,10 @@ from bench.accuracy.readings import (
     value_error_percent,
 )
 from bench.accuracy.report import format_table, plot_pr_curves, plot_reading_errors
-from bls.merge import DetectorResult, merge_answer
+from bls.merge import merge_answer
 from bls.reading import Calibration
 from clients.answer import Instance
+from pipelines.tensors import Detections
 
 HEIGHT, WIDTH = 120, 160
 
@@ -341,9 +342,9 @@ class _FakeRouter:
         instances = [
             _instance(a, names) for a in self.truth["annotations"] if a["image_id"] == image_id
         ]
-        result: DetectorResult | str = "pointer: model crashed"
+        result: Detections | str = "pointer: model crashed"
         if image_id != 2:
-            result = DetectorResult(
+            result = Detections(
                 boxes=np.array([i.box for i in instances], dtype=np.float32).reshape(-1, 4),
                 scores=np.array([i.score for i in instances], dtype=np.float32),
                 classes=np.array([["pointer", "dial"].index(i.class_name) for i in instances]),

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bls.merge import DetectorResult, merge_answer
+from bls.merge import merge_answer
 from bls.repository import class_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
 from clients.answer import draw_answer, format_answer, format_reading, parse_answer
+from pipelines.tensors import Detections
 from server.launch import REPO_ROOT
 
 DETECTORS = ["pointer", "insulator"]
@@ -63,10 +64,10 @@ def test_detectors_parameter_errors_say_what_is_expected(text: str) -> None:
         parse_detectors(text)
 
 
-def pointer_result() -> DetectorResult:
+def pointer_result() -> Detections:
     rects = np.array([[10, 20, 3, 2], [0, 0, 2, 2]], dtype=np.int32)
     masks = np.array([1, 0, 1, 0, 1, 1, 1, 1, 0, 0], dtype=np.uint8)
-    return DetectorResult(
+    return Detections(
         boxes=np.array([[10.2, 20.5, 12.9, 21.7], [0, 0, 1.5, 1.5]], np.float32),
         scores=np.array([0.9, 0.3], np.float32),
         classes=np.array([0, 1], np.int32),
@@ -76,7 +77,7 @@ def pointer_result() -> DetectorResult:
 
 
 def test_merge_tags_results_by_model_and_keeps_masks_out_of_json() -> None:
-    insulator = DetectorResult(
+    insulator = Detections(
         np.array([[1, 2, 3, 4]], np.float32), np.array([0.5], np.float32), np.array([1], np.int32)
     )
     document, masks = merge_answer(

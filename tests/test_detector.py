@@ -126,6 +126,7 @@ def test_wrong_shaped_weights_say_what_is_wrong(tmp_path: Path) -> None:
     assert f"{key}: file (81, 1024), model (3, 1024)" in message
 
 
+@pytest.mark.slow  # an R50-FPN built and run on the CPU
 def test_untrained_checkpoint_is_deterministic_and_labelled(tmp_path: Path) -> None:
     first = make_untrained_checkpoint(POINTER_YAML, tmp_path / "a.pth", seed=0)
     second = make_untrained_checkpoint(POINTER_YAML, tmp_path / "b.pth", seed=0)
@@ -142,11 +143,13 @@ def test_untrained_checkpoint_is_deterministic_and_labelled(tmp_path: Path) -> N
     assert "UNTRAINED" in checkpoint["note"]
 
 
+@pytest.mark.slow  # an R50-FPN built and run on the CPU
 def test_detector_reports_untrained_weights(pointer: Detector) -> None:
     assert pointer.untrained
     assert pointer.class_names == ["pointer", "dial"]
 
 
+@pytest.mark.slow  # an R50-FPN built and run on the CPU
 def test_batch_forward_returns_one_result_per_image_in_original_pixels(
     pointer: Detector, jpegs: dict[str, bytes]
 ) -> None:
@@ -173,12 +176,12 @@ def crop_masks(masks: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.nda
     rects = np.zeros((len(masks), 4), dtype=np.int32)
     crops = [np.zeros(0, dtype=bool)]
     for i, (mask, box) in enumerate(zip(masks, boxes, strict=True)):
-        x0, y0, x1, y1 = mask_rect(box, height, width)
-        rects[i] = (x0, y0, x1 - x0, y1 - y0)
-        crops.append(mask[y0:y1, x0:x1].reshape(-1))
+        rects[i] = x, y, w, h = mask_rect(box, height, width)
+        crops.append(mask[y : y + h, x : x + w].reshape(-1))
     return rects, np.concatenate(crops).astype(np.uint8)
 
 
+@pytest.mark.slow  # an R50-FPN built and run on the CPU
 def test_masks_pasted_into_boxes_equal_detectron2s_full_paste_cropped(
     pointer: Detector, jpegs: dict[str, bytes]
 ) -> None:

@@ -5,12 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from bls.routing import parse_detectors
 from pipelines.detector import load_config as load_detectron2_config
 from pipelines.preprocess import Resize
+from pipelines.tensors import (
+    MASK_DETECTOR,
+    ROUTER,
+    Contract,
+    config_mismatches,
+    detector_contract,
+    ensemble_contract,
+    preprocess_contract,
+)
 from server.launch import REPO_ROOT
 from tests.support import served_preprocess_config
 
@@ -85,13 +94,43 @@ def test_each_detector_gets_the_image_its_yaml_asks_for() -> None:
     assert {name for name, _ in preprocess.images} == set(router.values())
 
 
-def test_preprocess_outputs_are_what_the_pipeline_returns() -> None:
-    outputs = CONFIGS["preprocess"].output
-    *images, original_size = outputs
-    assert [image.name for image in images] == [n for n, _ in served_preprocess_config().images]
-    for image in images:
-        assert (image.data_type, list(image.dims)) == (model_config_pb2.TYPE_UINT8, [-1, -1, 3])
-    assert (original_size.data_type, list(original_size.dims)) == (
-        model_config_pb2.TYPE_INT32,
-        [2],
-    )
+def contracts() -> dict[str, Contract]:
+    """Each model's contract, from what the code and the YAMLs say (not from the configs)."""
+    images = preprocess_contract([name for name, _ in served_preprocess_config().images])
+    found = {"preprocess": images, "preprocess_ensemble": images, "inspect": ROUTER}
+    for detector in ("pointer", "insulator"):
+        parameters = {k: v.string_value for k, v in CONFIGS[detector].parameters.items()}
+        cfg = load_detectron2_config(REPOSITORY / detector / parameters["detectron2_config"])
+        found[detector] = detector_contract(cfg.MODEL.MASK_ON)
+        found[f"{detector}_ensemble"] = ensemble_contract(found[detector])
+    return found
+
+
+def as_triton_json(config: model_config_pb2.ModelConfig) -> dict:
+    """The config in the JSON form Triton hands to ``initialize`` (``args["model_config"]``)."""
+    return json_format.MessageToDict(config, preserving_proto_field_name=True)
+
+
+def test_every_model_has_a_contract() -> None:
+    assert set(contracts()) == set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_config_keeps_the_tensor_contract(name: str) -> None:
+    assert config_mismatches(as_triton_json(CONFIGS[name]), contracts()[name]) == []
+
+
+def test_contract_check_finds_tensors_by_name_and_names_each_departure() -> None:
+    config = as_triton_json(CONFIGS["pointer"])
+    config["output"].reverse()  # order is free: tensors are found by name
+    assert config_mismatches(config, MASK_DETECTOR) == []
+    config["output"] = [o for o in config["output"] if o["name"] != "SCORES"]
+    config["output"][0]["data_type"] = "TYPE_FP16"
+    config["input"].append({"name": "EXTRA", "data_type": "TYPE_UINT8", "dims": ["-1"]})
+    problems = config_mismatches(config, MASK_DETECTOR)
+    assert "output SCORES is missing" in problems
+    assert any(p.startswith(f"output {config['output'][0]['name']} is TYPE_FP16") for p in problems)
+    assert "unexpected input EXTRA" in problems
+    router = as_triton_json(CONFIGS["inspect"])
+    router["input"][1].pop("optional")
+    assert config_mismatches(router, ROUTER) == ["optional inputs are [], expected ['MODELS']"]

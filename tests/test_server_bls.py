@@ -22,7 +22,12 @@ from clients.masks import paste_masks
 from server.launch import REPO_ROOT, Ports, TritonServer
 from tests.support import ReadinessRecorder, connect, free_ports, gauge_scene
 
+# Every test here talks to a server, its own or the shared one.
+pytestmark = pytest.mark.server
+
 ROUTER = "inspect"
+# How each protocol reports a refusal of the request itself (the client's fault).
+CLIENT_ERROR = {"http": "400", "grpc": "StatusCode.INVALID_ARGUMENT"}
 
 
 def inspect(client: JpegClient, jpeg: bytes, models: str | None) -> Answer:
@@ -121,6 +126,7 @@ def test_bad_requests_get_clear_errors(
         with pytest.raises(InferenceServerException) as error:
             inspect(client, photo if jpeg is None else jpeg, models)
         assert message in error.value.message()
+        assert error.value.status() == CLIENT_ERROR[protocol]
         assert inspect(client, photo, "insulator").models["insulator"].status == "ok"
 
 
@@ -253,6 +259,23 @@ def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes
     assert as_comparable(again, "insulator") == as_comparable(answer, "insulator")
     assert len(again.models["pointer"].instances) > 0
     assert "reloaded 'pointer'" in server.log_text()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_dead_preprocess_is_a_server_error_not_the_clients(
+    tmp_path: Path, photo: bytes, protocol: str
+) -> None:
+    """The router passes its callee's error code on: a killed preprocess stub is answered as a
+    server fault, never as a bad request."""
+    server = TritonServer(Ports(*free_ports(3)), log_path=tmp_path / "triton.log")
+    with server:
+        server.wait_until_ready(timeout_s=600)
+        (victim,) = server.stubs()["preprocess"]
+        os.kill(victim, signal.SIGKILL)
+        with connect(server, protocol) as client, pytest.raises(InferenceServerException) as error:
+            inspect(client, photo, "both")
+        print(f"{protocol}: {error.value.status()} {error.value.message()}")
+        assert error.value.status() not in (CLIENT_ERROR[protocol], None)
 
 
 def test_a_large_photo_goes_through_the_router(triton_server: TritonServer) -> None:

@@ -38,6 +38,7 @@ from bls.reading import Calibration, CalibrationError, load_calibrations
 from bls.repository import model_tensors
 from clients.answer import parse_answer
 from clients.jpeg_client import InferenceServerException, JpegClient, add_connection_arguments
+from pipelines.tensors import DETECTIONS, MASKS, MODELS
 from server.launch import REPO_ROOT, Ports, ServerStartError, TritonServer
 
 ROUTER = "inspect"
@@ -224,11 +225,11 @@ def collect_detections(
         path = folder / "images" / image["file_name"]
         error = None
         try:
-            outputs = client.infer(ROUTER, path.read_bytes(), {"MODELS": spec.model})
+            outputs = client.infer(ROUTER, path.read_bytes(), {MODELS: spec.model})
         except InferenceServerException as exc:
             error = exc.message()
         else:
-            answer = parse_answer(outputs["DETECTIONS"][0], outputs["MASKS"])
+            answer = parse_answer(outputs[DETECTIONS][0], outputs[MASKS])
             if (answer.height, answer.width) != (image["height"], image["width"]):
                 raise ValueError(
                     f"{path}: answered for {answer.width}x{answer.height}, the ground truth is "
@@ -248,7 +249,7 @@ def collect_detections(
                 )
                 if spec.readings:
                     # Read from the JSON itself: parse_answer need not know about readings.
-                    document = json.loads(outputs["DETECTIONS"][0])
+                    document = json.loads(outputs[DETECTIONS][0])
                     readings += readings_from_answer(document, spec.model, image["id"])
         if error is not None:
             errors.append(f"{path}: {error}")

@@ -14,28 +14,52 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from bls.merge import DetectorResult, merge_answer
+from bls.merge import merge_answer
 from bls.reading import instances_from_arrays, load_calibrations, read_meters
 from bls.repository import class_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
-from server.python_models import failure, invalid_argument, model_parameters, respond, yes_or_no
+from pipelines.tensors import (
+    DETECTIONS,
+    IMAGE,
+    JPEG,
+    MASKS,
+    MODELS,
+    ORIGINAL_SIZE,
+    ROUTER,
+    Detections,
+    detector_contract,
+)
+from server.python_models import (
+    check_config,
+    failure,
+    invalid_argument,
+    model_parameters,
+    passed_on,
+    respond,
+    yes_or_no,
+)
 
 
 class TritonPythonModel:
     def initialize(self, args):
         model_config = json.loads(args["model_config"])
         params = model_parameters(model_config)
+        check_config("inspect", model_config, ROUTER)
         repository = Path(args["model_repository"]).parent
-        self.jpeg_input, self.models_input = (i["name"] for i in model_config["input"])
-        self.detections_output, self.masks_output = (o["name"] for o in model_config["output"])
         self.preprocess_model = params["preprocess_model"]
-        self.preprocess = model_tensors(repository, self.preprocess_model)
         # detector -> the preprocess output that is its image
         self.detector_images = parse_detectors(params["detectors"])
         self.detectors = list(self.detector_images)
-        images = set(self.detector_images.values())
-        (self.size_output,) = (n for n in self.preprocess.outputs if n not in images)
-        self.detector_tensors = {name: model_tensors(repository, name) for name in self.detectors}
+        # What each detector gives: with masks or without, as its config.pbtxt declares.
+        self.detector_outputs = {
+            name: [
+                spec.name
+                for spec in detector_contract(
+                    MASKS in model_tensors(repository, name).outputs
+                ).outputs
+            ]
+            for name in self.detectors
+        }
         self.class_names = {name: class_names(repository, name) for name in self.detectors}
         self.default_models = params["default_models"]
         # A malformed calibration fails the load, naming the file and the key.
@@ -61,7 +85,7 @@ class TritonPythonModel:
         respond(request, response)
 
     async def _answer(self, request):
-        choice = pb_utils.get_input_tensor_by_name(request, self.models_input)
+        choice = pb_utils.get_input_tensor_by_name(request, MODELS)
         requested = None
         if choice is not None:
             requested = choice.as_numpy().reshape(-1)[0].decode("utf-8", errors="replace")
@@ -70,20 +94,20 @@ class TritonPythonModel:
         except RoutingError as error:
             return invalid_argument(str(error))
 
-        jpeg = pb_utils.get_input_tensor_by_name(request, self.jpeg_input)
+        jpeg = pb_utils.get_input_tensor_by_name(request, JPEG)
         if jpeg is None:
-            return invalid_argument(f"missing input {self.jpeg_input}: the JPEG file's bytes")
+            return invalid_argument(f"missing input {JPEG}: the JPEG file's bytes")
         preprocessed = await pb_utils.InferenceRequest(
             model_name=self.preprocess_model,
             requested_output_names=[
                 *(self.detector_images[name] for name in detectors),
-                self.size_output,
+                ORIGINAL_SIZE,
             ],
-            inputs=[pb_utils.Tensor(self.preprocess.inputs[0], jpeg.as_numpy())],
+            inputs=[jpeg],
         ).async_exec()
         if preprocessed.has_error():
-            return invalid_argument(preprocessed.error().message())
-        size = pb_utils.get_output_tensor_by_name(preprocessed, self.size_output)
+            return passed_on(preprocessed.error())
+        size = pb_utils.get_output_tensor_by_name(preprocessed, ORIGINAL_SIZE)
         images = {
             name: pb_utils.get_output_tensor_by_name(preprocessed, self.detector_images[name])
             for name in detectors
@@ -102,8 +126,8 @@ class TritonPythonModel:
         )
         return pb_utils.InferenceResponse(
             output_tensors=[
-                pb_utils.Tensor(self.detections_output, np.array([[document]], dtype=np.object_)),
-                pb_utils.Tensor(self.masks_output, masks[np.newaxis]),
+                pb_utils.Tensor(DETECTIONS, np.array([[document]], dtype=np.object_)),
+                pb_utils.Tensor(MASKS, masks[np.newaxis]),
             ]
         )
 
@@ -112,7 +136,7 @@ class TritonPythonModel:
         if self.meter_detector not in results:
             return None
         result = results[self.meter_detector]
-        if not isinstance(result, DetectorResult):
+        if not isinstance(result, Detections):
             return []
         instances = instances_from_arrays(
             result.classes, result.scores, result.boxes, result.mask_rects, result.masks
@@ -122,27 +146,25 @@ class TritonPythonModel:
 
     async def _detect(self, detector, image, size):
         """One detector's result, or its error message: a failure stays in its own slot."""
-        names = self.detector_tensors[detector]
-        # The detector takes its image and the original size, in that order.
-        image_input, size_input = names.inputs
+        outputs = self.detector_outputs[detector]
         response = await pb_utils.InferenceRequest(
             model_name=detector,
-            requested_output_names=list(names.outputs),
-            inputs=[_renamed(image, image_input), _renamed(size, size_input)],
+            requested_output_names=outputs,
+            inputs=[_renamed(image, IMAGE), size],
         ).async_exec()
         if response.has_error():
             return f"{detector}: {response.error().message()}"
-        arrays = [
-            pb_utils.get_output_tensor_by_name(response, n).as_numpy()[0] for n in names.outputs
-        ]
-        return DetectorResult(*arrays)
+        return Detections.from_outputs(
+            {n: pb_utils.get_output_tensor_by_name(response, n).as_numpy()[0] for n in outputs}
+        )
 
     def finalize(self):
-        self.detector_tensors = None
+        self.detector_outputs = None
 
 
 def _renamed(tensor, name):
-    """The same data under another input name, without leaving the GPU if it is there."""
+    """The same data under another name (preprocess names each detector's image after it;
+    every detector takes its own as IMAGE), without leaving the GPU if it is there."""
     if tensor.is_cpu():
         return pb_utils.Tensor(name, tensor.as_numpy())
     return pb_utils.Tensor.from_dlpack(name, tensor.to_dlpack())

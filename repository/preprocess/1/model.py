@@ -10,28 +10,31 @@ import json
 import triton_python_backend_utils as pb_utils
 
 from pipelines.preprocess import DecodeError, PreprocessConfig, PreprocessFault, Preprocessor
-from server.python_models import failure, invalid_argument, model_parameters, output_tensor
+from pipelines.tensors import JPEG, ORIGINAL_SIZE, preprocess_contract
+from server.python_models import (
+    check_config,
+    failure,
+    invalid_argument,
+    model_parameters,
+    output_tensor,
+)
 
 
 class TritonPythonModel:
     def initialize(self, args):
         model_config = json.loads(args["model_config"])
-        self.input_name = model_config["input"][0]["name"]
-        # The images are the UINT8 outputs, each resized as the parameter of its name says;
-        # the original size is the INT32 one.
+        # Every output but ORIGINAL_SIZE is an image, resized as the parameter of its name says.
         self.image_outputs = [
-            o["name"] for o in model_config["output"] if o["data_type"] == "TYPE_UINT8"
+            o["name"] for o in model_config["output"] if o["name"] != ORIGINAL_SIZE
         ]
-        (self.size_output,) = (
-            o["name"] for o in model_config["output"] if o["data_type"] == "TYPE_INT32"
-        )
+        check_config("preprocess", model_config, preprocess_contract(self.image_outputs))
         on_gpu = args["model_instance_kind"] == "GPU"
         device_id = int(args["model_instance_device_id"]) if on_gpu else None
         config = PreprocessConfig.from_parameters(
             model_parameters(model_config), self.image_outputs
         )
         self.preprocessor = Preprocessor(
-            self.input_name,
+            JPEG,
             config,
             max_batch_size=max(1, model_config["max_batch_size"]),
             device_id=device_id,
@@ -45,7 +48,7 @@ class TritonPythonModel:
         groups = {}
         errors = {}
         for i, request in enumerate(requests):
-            tensor = pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy()
+            tensor = pb_utils.get_input_tensor_by_name(request, JPEG).as_numpy()
             if tensor.ndim == 2 and tensor.shape[0] == 1:
                 asked = set(request.requested_output_names()) & set(self.image_outputs)
                 wanted = tuple(n for n in self.image_outputs if n in asked) or tuple(
@@ -54,7 +57,7 @@ class TritonPythonModel:
                 groups.setdefault(wanted, {})[i] = tensor[0]
             else:
                 errors[i] = (
-                    f"expected one JPEG per request: {self.input_name} of shape [1, N], "
+                    f"expected one JPEG per request: {JPEG} of shape [1, N], "
                     f"got {list(tensor.shape)}"
                 )
         results = {}
@@ -72,7 +75,7 @@ class TritonPythonModel:
                 responses.append(invalid_argument(errors.get(i) or str(result)))
                 continue
             outputs = [output_tensor(name, image) for name, image in result.images.items()]
-            outputs.append(output_tensor(self.size_output, result.original_size))
+            outputs.append(output_tensor(ORIGINAL_SIZE, result.original_size))
             responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
         return responses
 
