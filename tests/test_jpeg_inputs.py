@@ -155,7 +155,15 @@ def test_exif_orientation_is_applied_as_read_image_does(
 
 
 @pytest.mark.parametrize(
-    ("width", "height"), [(1, 1), (3, 2), (2, 3), (4000, 300), (300, 4000), (12000, 9000)]
+    ("width", "height"),
+    [
+        (1, 1),
+        (3, 2),
+        (2, 3),
+        (4000, 300),
+        (300, 4000),
+        pytest.param(12000, 9000, marks=pytest.mark.slow),
+    ],
 )
 def test_extreme_sizes_resize_as_detectron2(
     preprocessor: Preprocessor, photo: Image.Image, width: int, height: int

@@ -16,6 +16,8 @@ import pytest
 from server.launch import REPO_ROOT, ServerStartError, processes_in_group
 from tests.support import free_ports, server_on
 
+pytestmark = pytest.mark.server
+
 
 def copy_models(destination: Path, *names: str) -> Path:
     for name in names:

@@ -14,7 +14,7 @@ from pipelines.preprocess import resized_shape
 from server.launch import REPO_ROOT
 from tests.support import connect, server_on
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 PRODUCTION = {
     "pointer": ("mask_rcnn_R18_FPN_demo.yaml", "mask_rcnn_R50_FPN.yaml", "POINTER_IMAGE"),
