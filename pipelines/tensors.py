@@ -30,6 +30,7 @@ __all__ = [
     "DETECTIONS",
     "DETECTOR",
     "IMAGE",
+    "INVALID_INPUT",
     "JPEG",
     "MASKS",
     "MASK_DETECTOR",
@@ -67,6 +68,11 @@ MODELS = "MODELS"
 """``bytes [1]``: which detectors ``inspect`` runs (``pointer``, ``insulator`` or ``both``)."""
 DETECTIONS = "DETECTIONS"
 """``bytes [1]``: ``inspect``'s JSON answer (``bls.merge``)."""
+
+INVALID_INPUT = "invalid input: "
+"""How every refusal's message (``INVALID_ARG``) starts. A BLS caller needs it to tell its
+callee's refusal from a fault: the python backend (pytriton 0.7.0's) hands a BLS caller every
+error as ``INTERNAL``."""
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,16 @@ import triton_python_backend_utils as pb_utils
 
 from pipelines.detector import Detector
 from pipelines.preprocess import is_out_of_memory
-from pipelines.tensors import IMAGE, ORIGINAL_SIZE, Contract, config_mismatches, detector_contract
+from pipelines.tensors import (
+    IMAGE,
+    INVALID_INPUT,
+    ORIGINAL_SIZE,
+    Contract,
+    config_mismatches,
+    detector_contract,
+)
 
 __all__ = [
-    "INVALID_INPUT",
     "DetectorModel",
     "check_config",
     "failure",
@@ -62,11 +68,6 @@ def check_config(model_name: str, model_config: dict[str, Any], contract: Contra
             f"{model_name}: config.pbtxt does not match the tensor contract in "
             f"pipelines/tensors.py: {'; '.join(problems)}"
         )
-
-
-# Every refusal's message starts so. A BLS caller needs it to tell the callee's refusal from its
-# fault: the python backend (pytriton 0.7.0's) hands a BLS caller every error as INTERNAL.
-INVALID_INPUT = "invalid input: "
 
 
 def invalid_argument(message: str) -> Any:

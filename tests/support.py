@@ -13,6 +13,7 @@ from types import TracebackType
 
 import matplotlib
 import numpy as np
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import convert_PIL_to_numpy
@@ -20,7 +21,7 @@ from PIL import Image
 from tritonclient.grpc import model_config_pb2
 
 from bls.repository import read_config
-from clients.jpeg_client import JpegClient
+from clients.jpeg_client import InferenceServerException, JpegClient
 from pipelines.preprocess import PreprocessConfig, Resize
 from server.launch import REPO_ROOT, Ports, TritonServer
 from training import gauges, insulators
@@ -177,7 +178,9 @@ def probe_ready(server: TritonServer, model: str) -> bool:
             server.url("http"), connection_timeout=1.0, network_timeout=1.0
         ) as client:
             return client.is_server_ready() and client.is_model_ready(model)
-    except Exception:  # no answer in time counts as not ready, as it does for the kubelet
+    except (OSError, InferenceServerException):
+        # No answer in time, or a refused connection, counts as not ready, as for the kubelet;
+        # any other exception is a bug of the test and propagates.
         return False
 
 
@@ -233,3 +236,17 @@ class ReadinessRecorder:
             time.sleep(0.05)
         seen = "never turned red" if red is None else "did not turn green again"
         raise AssertionError(f"readiness of {self._model} {seen} within {timeout_s:.0f} s")
+
+
+def batch_sizes(server: TritonServer, model: str) -> dict[int, int]:
+    """Executions of ``model`` so far, by batch size (Triton's inference statistics)."""
+    with grpcclient.InferenceServerClient(f"localhost:{server.ports.grpc}") as client:
+        stats = client.get_inference_statistics(model, as_json=True)
+    batch_stats = stats["model_stats"][0].get("batch_stats", [])
+    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in batch_stats}
+
+
+def assert_a_batch_formed(before: dict[int, int], after: dict[int, int]) -> None:
+    """Between two :func:`batch_sizes`, some execution took more than one request."""
+    batched = {size for size, count in after.items() if count > before.get(size, 0)}
+    assert batched and max(batched) > 1, f"requests never shared a batch: sizes {sorted(batched)}"

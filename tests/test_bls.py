@@ -127,13 +127,26 @@ def test_parse_answer_cuts_masks_back_out() -> None:
 
 
 def test_draw_marks_boxes_and_masks() -> None:
-    document, masks = merge_answer(
-        30, 40, {"pointer": pointer_result()}, {"pointer": ["pointer", "dial"]}
+    # One dial, box (20, 30)-(60, 70); its mask is the left 10 columns of the box.
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:, :10] = 1
+    dial = Detections(
+        boxes=np.array([[20, 30, 60, 70]], np.float32),
+        scores=np.array([0.9], np.float32),
+        classes=np.array([1], np.int32),
+        mask_rects=np.array([[20, 30, 40, 40]], np.int32),
+        masks=mask.reshape(-1),
     )
-    photo = Image.new("RGB", (40, 30), (0, 0, 0))
-    drawn = np.asarray(draw_answer(photo, parse_answer(document, masks)))
-    assert drawn.shape == (30, 40, 3)
-    assert drawn[21, 10].sum() > 0, "box outline drawn"
+    document, masks = merge_answer(80, 90, {"pointer": dial}, {"pointer": ["pointer", "dial"]})
+    photo = Image.new("RGB", (90, 80), (0, 0, 0))
+    drawn = np.asarray(draw_answer(photo, parse_answer(document, masks))).sum(axis=2)
+    assert drawn.shape == (80, 90)
+    assert (drawn[34:66, 23:29] > 0).all(), "the mask is tinted"
+    assert (drawn[34:66, 32:57] == 0).all(), "the box outside the mask is not"
+    for edge in (drawn[30, 20:61], drawn[70, 20:61], drawn[30:71, 20], drawn[30:71, 60]):
+        assert (edge > 0).all(), "the box is outlined on all four sides"
+    assert (drawn[19:29, 20:40] > 0).any(), "the label sits above the box"
+    assert (drawn[:, 65:] == 0).all() and (drawn[72:] == 0).all(), "nothing outside the box"
     assert np.asarray(draw_answer(photo, parse_answer(document, masks), min_score=2)).sum() == 0
 
 

@@ -527,12 +527,28 @@ def deploy_texts() -> Iterator[tuple[Path, str]]:
             yield path, path.read_text()
 
 
+def models_named(text: str) -> set[str]:
+    """Model names a deploy file uses: in Triton URLs (``/v2/models/<name>``), metric labels
+    (``model="<name>"``) and ``--load-model=<name>`` flags (``*`` is every model)."""
+    named = set(re.findall(r"/v2/models/([A-Za-z0-9_.-]+)", text))
+    named |= set(re.findall(r'model="([A-Za-z0-9_.-]+)"', text))
+    named |= set(re.findall(r"--load-model=([A-Za-z0-9_.-]+)", text))
+    return named
+
+
+def test_model_names_are_found_in_every_form() -> None:
+    text = 'curl :8000/v2/models/pointer_ensemble/ready\nnv_inference_count{model="inspect"}\n'
+    text += "--load-model=preprocess --load-model=*"
+    assert models_named(text) == {"pointer_ensemble", "inspect", "preprocess"}
+
+
 def test_model_names_in_deploy_files_exist_in_the_repository() -> None:
+    """Today no deploy file names a model (they serve the whole repository, --load-model=*);
+    one that does must name a model the repository has."""
     models = set(repository_configs())
     assert models, "no model in repository/"
     for path, text in deploy_texts():
-        named = set(re.findall(r"/v2/models/([A-Za-z0-9_.-]+)", text))
-        named |= set(re.findall(r'model="([A-Za-z0-9_.-]+)"', text))
+        named = models_named(text)
         assert named <= models, f"{path.relative_to(REPO_ROOT)} names {named - models}"
 
 

@@ -17,6 +17,7 @@ from pipelines.jpeg import (
     check_jpeg,
     inspect_jpeg,
 )
+from tests.bad_inputs import with_frame_size
 from tests.support import PHOTO, encode_jpeg
 
 MAX_BYTES = 64 * 1024 * 1024
@@ -33,13 +34,6 @@ def photo() -> Image.Image:
 def segment(marker: int, payload: bytes) -> bytes:
     """One marker segment: 0xFF, the marker, the big-endian length (itself included), payload."""
     return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
-
-
-def with_frame_size(jpeg: bytes, width: int, height: int) -> bytes:
-    """The same file with its baseline start-of-frame header claiming another size."""
-    sof = jpeg.index(b"\xff\xc0")
-    size = height.to_bytes(2, "big") + width.to_bytes(2, "big")
-    return jpeg[: sof + 5] + size + jpeg[sof + 9 :]
 
 
 def scan_start(jpeg: bytes) -> int:

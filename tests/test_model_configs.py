@@ -38,7 +38,15 @@ def tensors(config: model_config_pb2.ModelConfig, kind: str) -> dict[str, tuple[
 
 
 def test_repository_has_the_expected_models() -> None:
-    assert {"preprocess", "preprocess_ensemble"} <= set(CONFIGS)
+    assert set(CONFIGS) == {
+        "preprocess",
+        "preprocess_ensemble",
+        "pointer",
+        "pointer_ensemble",
+        "insulator",
+        "insulator_ensemble",
+        "inspect",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

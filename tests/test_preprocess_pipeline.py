@@ -19,6 +19,7 @@ from pipelines.preprocess import (
     is_out_of_memory,
     resized_shape,
 )
+from tests.bad_inputs import bad_input
 from tests.support import as_array, assert_close_to_reference, reference_preprocess
 
 CONFIG = PreprocessConfig()
@@ -138,22 +139,15 @@ def test_parameters_of_a_config_pbtxt() -> None:
             Resize.parse(bad)
 
 
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        (b"", "empty input"),
-        (b"\x89PNG\r\n\x1a\n" + bytes(100), "not a JPEG (looks like PNG)"),
-        (b"GIF89a" + bytes(100), "not a JPEG (looks like GIF)"),
-        (b"hello, this is text", "not a JPEG"),
-    ],
-)
+@pytest.mark.parametrize("name", ["empty", "png", "gif", "text", "random"])
 def test_non_jpeg_gets_its_own_error(
-    preprocessor: Preprocessor, jpegs: dict[str, bytes], data: bytes, message: str
+    preprocessor: Preprocessor, jpegs: dict[str, bytes], name: str
 ) -> None:
+    data, message = bad_input(name, jpegs["landscape_640x427"])
     good = as_array(jpegs["landscape_640x427"])
     first, bad, last = preprocessor([good, np.frombuffer(data, np.uint8), good])
     assert isinstance(bad, DecodeError)
-    assert message in str(bad)
+    assert str(bad) == message
     for result in (first, last):
         assert image_of(result).shape == (800, 1199, 3)
 
@@ -162,12 +156,11 @@ def test_corrupt_jpeg_fails_alone_and_pipeline_recovers(
     preprocessor: Preprocessor, jpegs: dict[str, bytes]
 ) -> None:
     good = as_array(jpegs["landscape_640x427"])
-    truncated = good[: len(good) // 3]
+    truncated, _ = bad_input("cut_in_scan", jpegs["landscape_640x427"])
     # A header that parses, with a Huffman table libjpeg-turbo rejects: it fails inside DALI.
-    dht = int(np.flatnonzero((good[:-1] == 0xFF) & (good[1:] == 0xC4))[0])
-    bad_table = good.copy()
-    bad_table[dht + 5 : dht + 21] = [0] * 15 + [200]
-    results = preprocessor([good, truncated, bad_table, as_array(jpegs["tiny_64x48"])])
+    bad_table, _ = bad_input("bad_huffman_table", jpegs["landscape_640x427"])
+    batch = [good, as_array(truncated), as_array(bad_table), as_array(jpegs["tiny_64x48"])]
+    results = preprocessor(batch)
     assert [isinstance(r, DecodeError) for r in results] == [False, True, True, False]
     assert "truncated JPEG" in str(results[1])
     assert "cannot decode JPEG" in str(results[2])

@@ -19,8 +19,17 @@ from PIL import Image
 from clients.answer import Answer, parse_answer
 from clients.jpeg_client import InferenceServerException, JpegClient
 from clients.masks import paste_masks
+from pipelines.tensors import INVALID_INPUT
 from server.launch import REPO_ROOT, Ports, TritonServer
-from tests.support import ReadinessRecorder, connect, free_ports, gauge_scene
+from tests.bad_inputs import bad_input
+from tests.support import (
+    ReadinessRecorder,
+    assert_a_batch_formed,
+    batch_sizes,
+    connect,
+    free_ports,
+    gauge_scene,
+)
 
 # Every test here talks to a server, its own or the shared one.
 pytestmark = pytest.mark.server
@@ -110,22 +119,22 @@ def test_router_answers_what_the_ensembles_answer(
     ("jpeg", "models", "message"),
     [
         (None, "needle", "unknown model 'needle'; choose one of pointer, insulator, both"),
-        (b"\x89PNG\r\n\x1a\n" + bytes(32), "both", "not a JPEG (looks like PNG)"),
-        (b"", "pointer", "empty input"),
+        ("png", "both", "not a JPEG (looks like PNG)"),
+        ("empty", "pointer", "empty input: no bytes were sent"),
     ],
 )
 def test_bad_requests_get_clear_errors(
     triton_server: TritonServer,
     photo: bytes,
     protocol: str,
-    jpeg: bytes | None,
+    jpeg: str | None,
     models: str,
     message: str,
 ) -> None:
     with connect(triton_server, protocol) as client:
         with pytest.raises(InferenceServerException) as error:
-            inspect(client, photo if jpeg is None else jpeg, models)
-        assert message in error.value.message()
+            inspect(client, photo if jpeg is None else bad_input(jpeg, photo)[0], models)
+        assert error.value.message() == INVALID_INPUT + message
         assert error.value.status() == CLIENT_ERROR[protocol]
         assert inspect(client, photo, "insulator").models["insulator"].status == "ok"
 
@@ -146,9 +155,9 @@ def test_mixed_concurrent_batch_answers_the_good_requests(
     requests = [
         (photo, "insulator"),
         (photo, "needle"),
-        (photo[: len(photo) // 3], "insulator"),
+        (bad_input("cut_in_scan", photo)[0], "insulator"),
         (photo, "insulator"),
-        (b"GIF89a" + bytes(16), "insulator"),
+        (bad_input("gif", photo)[0], "insulator"),
         (photo, "insulator"),
     ]
     with connect(triton_server, "grpc") as client:
@@ -161,8 +170,10 @@ def test_mixed_concurrent_batch_answers_the_good_requests(
             except InferenceServerException as error:
                 return error.message()
 
+    before = batch_sizes(triton_server, ROUTER)
     with ThreadPoolExecutor(max_workers=len(requests)) as pool:
         results = list(pool.map(send, requests))
+    assert_a_batch_formed(before, batch_sizes(triton_server, ROUTER))
     for (jpeg, models), result in zip(requests, results, strict=True):
         if jpeg is photo and models == "insulator":
             assert isinstance(result, Answer), result

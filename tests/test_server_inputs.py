@@ -7,7 +7,6 @@ wire, Triton's own checks of type and shape, and the stub's memory after a decom
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from clients.jpeg_client import InferenceServerException, JpegClient
+from pipelines.tensors import INVALID_INPUT
 from server.launch import TritonServer
+from tests.bad_inputs import bad_input, with_frame_size
 from tests.support import (
     assert_close_to_reference,
     reference_preprocess,
@@ -28,12 +29,6 @@ PROTOCOLS = ["http", "grpc"]
 CLIENTS = {"http": httpclient, "grpc": grpcclient}
 
 
-def with_frame_size(jpeg: bytes, width: int, height: int) -> bytes:
-    """The same file with its baseline start-of-frame header claiming another size."""
-    sof = jpeg.index(b"\xff\xc0")
-    return jpeg[: sof + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[sof + 9 :]
-
-
 @pytest.fixture(params=PROTOCOLS)
 def client(request: pytest.FixtureRequest, triton_server: TritonServer) -> JpegClient:
     with JpegClient(triton_server.url(request.param), request.param) as client:
@@ -41,23 +36,15 @@ def client(request: pytest.FixtureRequest, triton_server: TritonServer) -> JpegC
 
 
 @pytest.mark.parametrize(
-    ("make", "message"),
-    [
-        (lambda good: good[: len(good) // 2], "truncated JPEG: the image data ends before the"),
-        (lambda good: good[:200], "truncated JPEG: the data ends inside the header"),
-        (
-            lambda good: with_frame_size(good, 20000, 20000),
-            "image is 20000x20000, above the limit of 120000000 pixels",
-        ),
-        (lambda good: b"GIF89a" + bytes(64), "not a JPEG (looks like GIF)"),
-    ],
+    "name", ["cut_in_scan", "cut_in_header", "bomb", "gif", "bad_huffman_table"]
 )
 def test_bad_jpeg_error_reaches_the_client(
-    client: JpegClient, jpegs: dict[str, bytes], make: Callable[[bytes], bytes], message: str
+    client: JpegClient, jpegs: dict[str, bytes], name: str
 ) -> None:
     good = jpegs["landscape_640x427"]
-    with pytest.raises(InferenceServerException, match=re.escape(message)):
-        client.infer(ENSEMBLE, make(good))
+    bad, message = bad_input(name, good)
+    with pytest.raises(InferenceServerException, match=re.escape(INVALID_INPUT + message)):
+        client.infer(ENSEMBLE, bad)
     outputs = client.infer(ENSEMBLE, good)
     for output, resize in served_preprocess_config().images:
         reference, _ = reference_preprocess(good, resize)

@@ -14,8 +14,11 @@ import tritonclient.grpc as grpcclient
 
 from clients.jpeg_client import InferenceServerException, JpegClient
 from server.launch import REPO_ROOT, TritonServer
+from tests.bad_inputs import bad_input
 from tests.support import (
+    assert_a_batch_formed,
     assert_close_to_reference,
+    batch_sizes,
     connect,
     reference_preprocess,
     served_preprocess_config,
@@ -79,17 +82,11 @@ def test_http_and_grpc_return_identical_tensors(
         np.testing.assert_array_equal(by_http[name], by_grpc[name], err_msg=name)
 
 
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        (b"", "empty input"),
-        (b"\x89PNG\r\n\x1a\n" + bytes(64), "not a JPEG (looks like PNG)"),
-        (b"plain text, not an image", "not a JPEG"),
-    ],
-)
+@pytest.mark.parametrize("name", ["empty", "png", "text"])
 def test_bad_input_gets_a_clear_error(
-    client: JpegClient, jpegs: dict[str, bytes], data: bytes, message: str
+    client: JpegClient, jpegs: dict[str, bytes], name: str
 ) -> None:
+    data, message = bad_input(name, jpegs["landscape_640x427"])
     with pytest.raises(InferenceServerException, match=re.escape(message)):
         client.infer(ENSEMBLE, data)
     # The server is still serving.
@@ -109,16 +106,9 @@ def test_mixed_concurrent_batch_fails_only_bad_requests(
     triton_server: TritonServer, jpegs: dict[str, bytes]
 ) -> None:
     good = jpegs["landscape_640x427"]
-    truncated = good[: len(good) // 2]
-    gif = b"GIF89a" + bytes(32)
-    # A header that parses, with a Huffman table libjpeg-turbo rejects: it fails inside DALI.
-    dht = good.index(b"\xff\xc4")
-    bad_table = good[: dht + 5] + bytes([0] * 15 + [200]) + good[dht + 21 :]
-    errors = {
-        truncated: "truncated JPEG",
-        gif: "not a JPEG (looks like GIF)",
-        bad_table: "cannot decode JPEG: corrupt data",
-    }
+    # bad_huffman_table: a header that parses, data that fails inside DALI's decode.
+    errors = dict(bad_input(name, good) for name in ("cut_in_scan", "gif", "bad_huffman_table"))
+    truncated, gif, bad_table = errors
     payloads = [good, truncated, good, gif, good, bad_table, good, good] * 2
 
     def send(jpeg: bytes) -> np.ndarray | str:
@@ -128,10 +118,10 @@ def test_mixed_concurrent_batch_fails_only_bad_requests(
             except InferenceServerException as error:
                 return error.message()
 
-    stats_before = _batch_sizes(triton_server)
+    stats_before = batch_sizes(triton_server, "preprocess")
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(send, payloads))
-    stats_after = _batch_sizes(triton_server)
+    stats_after = batch_sizes(triton_server, "preprocess")
 
     reference, _ = reference_preprocess(good, POINTER_RESIZE)
     for payload, result in zip(payloads, results, strict=True):
@@ -141,16 +131,7 @@ def test_mixed_concurrent_batch_fails_only_bad_requests(
         else:
             assert isinstance(result, str)
             assert errors[payload] in result
-    batched = {size for size, count in stats_after.items() if count > stats_before.get(size, 0)}
-    assert max(batched) > 1, f"requests never shared a batch: batch sizes {sorted(batched)}"
-
-
-def _batch_sizes(server: TritonServer) -> dict[int, int]:
-    """Executions of the preprocess model so far, by batch size."""
-    with grpcclient.InferenceServerClient(f"localhost:{server.ports.grpc}") as client:
-        stats = client.get_inference_statistics("preprocess", as_json=True)
-    batch_stats = stats["model_stats"][0].get("batch_stats", [])
-    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in batch_stats}
+    assert_a_batch_formed(stats_before, stats_after)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -176,7 +157,7 @@ def test_cli_prints_tensors_and_fails_on_bad_image(
     assert "ORIGINAL_SIZE int32[2] = [427, 640]" in ok.stdout
 
     bad = tmp_path / "photo.jpg"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    bad.write_bytes(bad_input("png", jpegs["landscape_640x427"])[0])
     failed = subprocess.run([*command, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1
     assert "not a JPEG (looks like PNG)" in failed.stderr

@@ -27,7 +27,9 @@ import tritonclient.http as httpclient
 from PIL import Image
 
 from clients.jpeg_client import PROTOCOLS
+from pipelines.tensors import INVALID_INPUT
 from server.launch import TritonServer
+from tests.bad_inputs import BAD_INPUTS
 from tests.soak import (
     Case,
     MemorySnapshot,
@@ -42,7 +44,7 @@ from tests.soak import (
     summarize,
 )
 from tests.support import connect, encode_jpeg
-from tests.test_jpeg_inputs import BAD_INPUTS, ODD_BUT_VALID, STORED_FOR_ORIENTATION, cmyk
+from tests.test_jpeg_inputs import ODD_BUT_VALID, STORED_FOR_ORIENTATION, cmyk
 
 SEED = 20261124
 CLIENTS = 6  # three over HTTP, three over gRPC
@@ -154,12 +156,12 @@ def bad_cases(jpegs: dict[str, bytes]) -> list[Case]:
     for index, (name, (make, message)) in enumerate(sorted(BAD_INPUTS.items())):
         payload = make(photo, good)
         cases.extend(
-            Case(target, name, payload, error=f"in ensemble '{target}', {message}")
+            Case(target, name, payload, error=f"in ensemble '{target}', {INVALID_INPUT}{message}")
             for target in ENSEMBLES
         )
-        # The router passes on preprocessing's message as it is, whatever the choice.
+        # The router passes preprocessing's refusal on as it is, whatever the choice.
         choice = ROUTER_CHOICES[index % len(ROUTER_CHOICES)]
-        cases.append(Case(ROUTER, name, payload, models=choice, error=message))
+        cases.append(Case(ROUTER, name, payload, models=choice, error=INVALID_INPUT + message))
     cases.append(
         Case(
             ROUTER,
