@@ -1,4 +1,4 @@
-"""``python -m bench`` (``make bench``): the side-by-side benchmark of issue 8.
+"""``python -m bench`` (``make bench``): the side-by-side benchmark.
 
 Starts the shipped server and a one-at-a-time copy on free ports, runs the sections, prints a
 table of ratios, and writes ``results.json``, ``table.txt`` and PNG plots to ``--out``.

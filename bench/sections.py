@@ -1,4 +1,4 @@
-"""The five measurements of issue 8, each against a baseline taken in the same run.
+"""The five measurements of ``make bench``, each against a baseline taken in the same run.
 
 Each section returns table rows and its raw samples (for the JSON result and the plots).
 """

@@ -10,7 +10,7 @@ and the measuring, with no assertion of its own:
   every request; a request that gets no answer within its timeout is reported as hung instead of
   hanging the test.
 - :func:`measure_memory` reads the resident memory of the server and its python-backend stubs,
-  and the size of the shared-memory regions they map (PITFALLS #1).
+  and the size of the shared-memory regions they map (triton-inference-server/server #7481).
 """
 
 from __future__ import annotations
@@ -377,7 +377,8 @@ class MemorySnapshot:
         processes: the watchdog, the server and each of its stubs.
         shm_regions: bytes of ``/dev/shm`` taken by each stub's python-backend shared-memory
             region, by the stub's name. A region is allocated in full when it is made and grows
-            (by ``shm-growth-byte-size``) when its pool runs out; it never shrinks (PITFALLS #1).
+            (by ``shm-growth-byte-size``) when its pool runs out; it never shrinks
+            (triton-inference-server/server #7481).
         shm_used_bytes: what ``/dev/shm`` holds in all, every other user's files included.
     """
 

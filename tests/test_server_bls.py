@@ -297,7 +297,8 @@ def test_a_large_photo_goes_through_the_router(triton_server: TritonServer) -> N
     buffer = io.BytesIO()
     photo.save(buffer, "JPEG", quality=95)
     jpeg = buffer.getvalue()
-    # Far beyond the python backend's default 1 MiB shared-memory pool (PITFALLS #2).
+    # Far beyond the python backend's default 1 MiB shared-memory pool
+    # (triton-inference-server/server #5701, #6156).
     assert len(jpeg) > 16 * 1024 * 1024
     with connect(triton_server, "grpc") as client:
         answer = inspect(client, jpeg, "insulator")

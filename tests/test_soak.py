@@ -96,8 +96,8 @@ MEMORY_MARGIN_MIB = 256.0
 # requests, then 160, 192 and 224 MiB at about 2,400, 6,000 and 9,000 (measured, 6 clients). It does
 # not grow with good images only (4,800 requests), bad ones only (3,600), or the same mix sent by
 # one client (3,000; batches of one). So a batch answering some requests with tensors and others
-# with errors leaves memory behind in the pool, or fragments it (PITFALLS #1,
-# triton-inference-server/server #7481). Two steps is what a 1,200-request soak may add at that
+# with errors leaves memory behind in the pool, or fragments it
+# (triton-inference-server/server #7481). Two steps is what a 1,200-request soak may add at that
 # rate; more is a leak the soak must report.
 SHM_GROWTH_MARGIN_MIB = 64.0
 
