@@ -61,37 +61,6 @@ class Answer:
     # The meter readings as the server sent them (bls/merge.py); None when none were asked for.
     readings: list[dict[str, Any]] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready summary (masks as their rectangle and pixel count)."""
-        return {
-            "image": {"height": self.height, "width": self.width},
-            "models": {
-                name: {
-                    "status": result.status,
-                    **({"error": result.error} if result.error else {}),
-                    "instances": [
-                        {
-                            "class": inst.class_name,
-                            "class_id": inst.class_id,
-                            "score": round(inst.score, 4),
-                            "box": [round(v, 1) for v in inst.box],
-                            **(
-                                {
-                                    "mask_rect": [*inst.mask_origin, *inst.mask.shape[::-1]],
-                                    "mask_pixels": int(inst.mask.sum()),
-                                }
-                                if inst.mask is not None
-                                else {}
-                            ),
-                        }
-                        for inst in result.instances
-                    ],
-                }
-                for name, result in self.models.items()
-            },
-            **({"readings": self.readings} if self.readings is not None else {}),
-        }
-
 
 def parse_answer(detections: bytes, masks: np.ndarray) -> Answer:
     """Parses ``DETECTIONS`` and cuts each instance's mask out of ``MASKS``."""

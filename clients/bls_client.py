@@ -42,7 +42,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add_connection_arguments(parser)
     parser.add_argument(
-        "--json", action="store_true", help="Print one JSON document per image instead of text."
+        "--json",
+        action="store_true",
+        help="Print the server's JSON answer (DETECTIONS, see bls/merge.py) per image, one line "
+        "each, with the file and the latency, instead of text.",
     )
     parser.add_argument(
         "--draw",
@@ -87,11 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             errors = [f"{n}: {r.error}" for n, r in answer.models.items() if r.status != "ok"]
             failed = failed or bool(errors)
             if args.json:
-                print(
-                    json.dumps(
-                        {"image": str(path), "latency_ms": round(elapsed_ms, 1), **answer.to_json()}
-                    )
-                )
+                # The server's document as it came (bls/merge.py), with the file and the time.
+                document = json.loads(outputs[DETECTIONS][0])
+                timing = {"file": str(path), "latency_ms": round(elapsed_ms, 1)}
+                print(json.dumps({**timing, **document}))
             else:
                 print(f"{path}: ({elapsed_ms:.0f} ms, {args.protocol})")
                 print(format_answer(answer, args.min_score))

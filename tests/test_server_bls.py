@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -224,15 +225,60 @@ def test_cli_prints_and_draws(
     )
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
+    assert document["file"] == str(image)
+    assert document["image"] == {"height": height, "width": width}
     assert list(document["models"]) == ["pointer"]
     instances = document["models"]["pointer"]["instances"]
-    assert instances and all(i["mask_pixels"] > 0 for i in instances)
+    assert instances and all(i["mask"]["rect"][2] * i["mask"]["rect"][3] > 0 for i in instances)
+    assert isinstance(document["readings"], list)
 
     failed = subprocess.run(
         [*command, "--models", "needle", str(image)], capture_output=True, text=True, timeout=120
     )
     assert failed.returncode == 1
     assert "unknown model 'needle'" in failed.stderr
+
+
+def test_cli_on_a_folder_draws_into_a_folder_and_filters_by_score(
+    triton_server: TritonServer, scenes: dict[str, bytes], tmp_path: Path
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("gauge", "insulator", "nothing"):
+        (photos / f"{name}.jpg").write_bytes(scenes[name])
+    (photos / "notes.txt").write_text("not a photo: left alone")
+    drawn = tmp_path / "drawn"
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "clients" / "bls_client.py"),
+        "--url",
+        triton_server.url("http"),
+        "--draw",
+        str(drawn),
+    ]
+    run = subprocess.run([*command, str(photos)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in drawn.iterdir()) == [
+        "gauge.detections.jpg",
+        "insulator.detections.jpg",
+        "nothing.detections.jpg",
+    ]
+    counts = [int(n) for n in re.findall(r"(\d+) instance\(s\)", run.stdout)]
+    assert sum(counts) > 0
+
+    # Above every score: nothing shown, nothing drawn, the same exit code.
+    picky = subprocess.run(
+        [*command, "--min-score", "1.01", str(photos / "gauge.jpg")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert picky.returncode == 0, picky.stderr
+    assert set(re.findall(r"(\d+) instance\(s\)", picky.stdout)) == {"0"}
+    photo = np.asarray(Image.open(photos / "gauge.jpg").convert("RGB"), dtype=np.int16)
+    # Only the JPEG re-encoding differs.
+    redrawn = np.asarray(Image.open(drawn / "gauge.detections.jpg"), dtype=np.int16)
+    assert np.abs(redrawn - photo).mean() < 1
 
 
 def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes) -> None:

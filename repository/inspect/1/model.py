@@ -5,6 +5,9 @@ detectors with ``async_exec`` (concurrently on a GPU, one after the other on a C
 config.pbtxt), and merges their results into one answer (``bls.merge``). A detector that fails
 is reported in the answer next to the other's results; a bad request (unknown model,
 undecodable image) fails alone.
+
+At load it reads its neighbours' config.pbtxt, YAML and meters.yaml through the repository
+folder, which must therefore be a local or mounted one (README, "Known limitations").
 """
 
 import asyncio
