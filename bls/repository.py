@@ -13,7 +13,7 @@ import yaml
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-__all__ = ["ModelTensors", "class_names", "model_tensors"]
+__all__ = ["ModelTensors", "class_names", "model_tensors", "parse_config", "read_config"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ class ModelTensors:
     parameters: dict[str, str]
 
 
+def parse_config(path: Path) -> model_config_pb2.ModelConfig:
+    """Parses one ``config.pbtxt``: the one parser of model configs in this project."""
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
 def read_config(repository: Path, model: str) -> model_config_pb2.ModelConfig:
     """Parses ``repository/<model>/config.pbtxt``.
 
@@ -34,7 +39,7 @@ def read_config(repository: Path, model: str) -> model_config_pb2.ModelConfig:
     path = repository / model / "config.pbtxt"
     if not path.is_file():
         raise FileNotFoundError(f"no model {model!r} in {repository} ({path} is missing)")
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    return parse_config(path)
 
 
 def model_tensors(repository: Path, model: str) -> ModelTensors:

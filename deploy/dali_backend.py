@@ -25,6 +25,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from bls.repository import parse_config
 from pipelines.preprocess import PreprocessConfig, decode_and_resize
 
 __all__ = ["HEADER", "dali_config", "main", "write_dali_repository"]
@@ -36,11 +37,6 @@ HEADER = (
 
 # DALI runs its own worker threads per instance; the backend overrides batch size and device.
 _NUM_THREADS = 4
-
-
-def load_config(path: Path) -> model_config_pb2.ModelConfig:
-    """Parses a ``config.pbtxt``."""
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
 def dali_config(python_config: model_config_pb2.ModelConfig) -> model_config_pb2.ModelConfig:
@@ -76,7 +72,7 @@ def write_dali_repository(
     """
     if output.exists() and any(output.iterdir()):
         raise FileExistsError(f"{output} is not empty")
-    python_config = load_config(repository / model / "config.pbtxt")
+    python_config = parse_config(repository / model / "config.pbtxt")
     if python_config.backend != "python":
         raise ValueError(
             f"{model} is not a python-backend model (backend {python_config.backend!r})"

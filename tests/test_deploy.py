@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 import yaml
-from google.protobuf import text_format
 from nvidia.dali import Pipeline
 from tritonclient.grpc import model_config_pb2
 
+from bls.repository import parse_config
 from deploy.dali_backend import write_dali_repository
 from pipelines.preprocess import Preprocessor
 from server.launch import REPO_ROOT, SHM_DEFAULT_BYTES, SHM_GROWTH_BYTES, Ports, TritonServer
@@ -90,13 +90,9 @@ def runtime_requirements() -> dict[str, str]:
     return pins
 
 
-def load_model_config(path: Path) -> model_config_pb2.ModelConfig:
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-
-
 def repository_configs() -> dict[str, model_config_pb2.ModelConfig]:
     """Every model of ``repository/``, read now: models added later are covered too."""
-    return {p.parent.name: load_model_config(p) for p in REPOSITORY.glob("*/config.pbtxt")}
+    return {p.parent.name: parse_config(p) for p in REPOSITORY.glob("*/config.pbtxt")}
 
 
 def dockerfile_lines() -> list[str]:
@@ -581,7 +577,7 @@ def dali_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_dali_variant_keeps_every_model_and_tensor(dali_repository: Path) -> None:
     original = repository_configs()
-    variant = {p.parent.name: load_model_config(p) for p in dali_repository.glob("*/config.pbtxt")}
+    variant = {p.parent.name: parse_config(p) for p in dali_repository.glob("*/config.pbtxt")}
     assert set(variant) == set(original)
     for name, config in original.items():
         if name == "preprocess":

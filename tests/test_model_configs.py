@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from google.protobuf import json_format, text_format
+from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
 
+from bls.repository import parse_config
 from bls.routing import parse_detectors
 from pipelines.detector import load_config as load_detectron2_config
 from pipelines.preprocess import Resize
@@ -26,11 +25,7 @@ from tests.support import served_preprocess_config
 REPOSITORY = REPO_ROOT / "repository"
 
 
-def load_config(path: Path) -> model_config_pb2.ModelConfig:
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-
-
-CONFIGS = {path.parent.name: load_config(path) for path in REPOSITORY.glob("*/config.pbtxt")}
+CONFIGS = {path.parent.name: parse_config(path) for path in REPOSITORY.glob("*/config.pbtxt")}
 
 
 def tensors(config: model_config_pb2.ModelConfig, kind: str) -> dict[str, tuple[int, list[int]]]:
