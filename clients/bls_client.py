@@ -18,8 +18,8 @@ from clients.answer import draw_answer, format_answer, parse_answer
 from clients.jpeg_client import (
     JpegClient,
     add_connection_arguments,
-    find_jpegs,
     infer_files,
+    jpegs_or_exit,
 )
 from pipelines.tensors import DETECTIONS, MASKS, MODELS
 
@@ -74,11 +74,7 @@ def _draw_path(out: Path, image: Path, several: bool) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Inspects each image; returns 0 if every image and detector succeeded, 1 otherwise."""
     args = parse_args(argv)
-    try:
-        paths = find_jpegs(args.images)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    paths = jpegs_or_exit(args.images)
     failed = False
     with JpegClient(args.url, args.protocol) as client:
         choice = {MODELS: args.models}

@@ -16,8 +16,8 @@ import numpy as np
 from clients.jpeg_client import (
     JpegClient,
     add_connection_arguments,
-    find_jpegs,
     infer_files,
+    jpegs_or_exit,
 )
 
 # Outputs this small (sizes, scales) are printed with their values, larger ones by shape only.
@@ -55,11 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Sends each image; returns 0 if all succeeded, 1 otherwise."""
     args = parse_args(argv)
-    try:
-        paths = find_jpegs(args.images)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    paths = jpegs_or_exit(args.images)
     failures = 0
     with JpegClient(args.url, args.protocol) as client:
         for path, outputs, elapsed_ms in infer_files(client, args.model, paths):
@@ -68,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             if args.json:
                 record = {
-                    "image": str(path),
+                    "file": str(path),
                     "latency_ms": round(elapsed_ms, 2),
                     "outputs": {name: _describe(value) for name, value in outputs.items()},
                 }

@@ -35,6 +35,7 @@ __all__ = [
     "add_connection_arguments",
     "find_jpegs",
     "infer_files",
+    "jpegs_or_exit",
 ]
 
 PROTOCOLS = ("http", "grpc")
@@ -205,6 +206,16 @@ def find_jpegs(paths: list[Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
     return found
+
+
+def jpegs_or_exit(paths: list[Path]) -> list[Path]:
+    """:func:`find_jpegs` for a command line: a missing path ends the program with exit code 2
+    and the reason on stderr."""
+    try:
+        return find_jpegs(paths)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
 
 
 def infer_files(

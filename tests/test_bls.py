@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,3 +207,18 @@ def test_draw_marks_the_reading() -> None:
     assert with_reading[30, 45].tolist() == [255, 221, 0]
     assert without[30, 45].tolist() == [0, 0, 0]
     assert with_reading[30, 15].tolist() == [0, 0, 0], "nothing left of the center"
+
+
+@pytest.mark.parametrize("cli", ["bls_client.py", "ensemble_client.py"])
+def test_clis_exit_2_on_a_missing_path(cli: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for path, message in ((tmp_path / "missing.jpg", "no such file"), (empty, "no .jpg/.jpeg")):
+        run = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "clients" / cli), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 2, run.stderr
+        assert message in run.stderr
