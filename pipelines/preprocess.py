@@ -15,7 +15,6 @@ is asked for.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +36,6 @@ __all__ = [
     "Resize",
     "decode_and_resize",
     "is_out_of_memory",
-    "resized_shape",
 ]
 
 _CHANNEL_ORDERS = {"BGR": types.BGR, "RGB": types.RGB}
@@ -154,35 +152,12 @@ class PreprocessConfig:
             )
 
 
-def resized_shape(height: int, width: int, shortest_edge: int, max_size: int) -> tuple[int, int]:
-    """Output (height, width) of detectron2's ``ResizeShortestEdge`` at test time.
-
-    Args:
-        height: original image height in pixels.
-        width: original image width in pixels.
-        shortest_edge: target length of the shorter side.
-        max_size: upper bound of the longer side.
-
-    Returns:
-        ``(new_height, new_width)``, rounded half up as detectron2 does.
-    """
-    scale = shortest_edge / min(height, width)
-    if height < width:
-        new_h, new_w = float(shortest_edge), scale * width
-    else:
-        new_h, new_w = scale * height, float(shortest_edge)
-    longer = max(new_h, new_w)
-    if longer > max_size:
-        new_h, new_w = new_h * max_size / longer, new_w * max_size / longer
-    return math.floor(new_h + 0.5), math.floor(new_w + 0.5)
-
-
 def _resize_like_detectron2(images: Any, height: Any, width: Any, resize: Resize) -> Any:
     """detectron2's ``ResizeShortestEdge`` as PIL's bilinear resize does it, inside a graph.
 
     The output size is computed from the original size with detectron2's arithmetic in
-    float64, so it is the same size, to the pixel, as :func:`resized_shape` (DALI's own
-    ``resize_shorter`` rounds differently).
+    float64, so it is the same size, to the pixel, as ``ResizeShortestEdge.get_output_shape``
+    (DALI's own ``resize_shorter`` rounds differently).
     """
     short = float(resize.shortest_edge)
     scale = short / dmath.min(height, width)

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from detectron2.data import transforms as T
 
 from clients.answer import parse_answer
-from pipelines.preprocess import resized_shape
 from server.launch import REPO_ROOT
 from tests.support import connect, server_on
 
@@ -67,7 +67,8 @@ def test_r50_recipes_serve_after_switching_two_parameters(
         assert answer.models[name].status == "ok", answer.models[name].error
         assert len(answer.models[name].instances) == 100
     height, width = (int(v) for v in preprocessed["ORIGINAL_SIZE"])
-    assert preprocessed["POINTER_IMAGE"].shape[:2] == resized_shape(height, width, 800, 1333)
+    resized = T.ResizeShortestEdge.get_output_shape(height, width, 800, 1333)
+    assert preprocessed["POINTER_IMAGE"].shape[:2] == resized
     log = server.log_text()
     assert "mask_rcnn_R50_FPN.yaml" in log and "centernet2_R50_FPN.yaml" in log
     assert "UNTRAINED WEIGHTS" in log
