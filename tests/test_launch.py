@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from server.launch import REPO_ROOT, ServerStartError, processes_in_group
-from tests.support import free_ports, server_on
+from tests.support import free_ports, probe_ready, server_on
 
 pytestmark = pytest.mark.server
 
@@ -132,3 +132,59 @@ def test_a_malformed_meter_calibration_fails_the_routers_load(tmp_path: Path) ->
         server.wait_until_ready(timeout_s=300)
     # The log's model table wraps long lines; its load error line does not.
     assert f"{meters}: dial.max_value: expected a finite number" in server.log_text()
+
+
+def shm_regions() -> set[str]:
+    """The python backend's shared-memory regions in /dev/shm, of any server on this machine."""
+    return {p.name for p in Path("/dev/shm").glob("triton_python_backend_shm_region_*")}
+
+
+def can_make_a_pid_namespace() -> bool:
+    probe = subprocess.run(
+        ["unshare", "--fork", "--pid", "--mount-proc", "true"], capture_output=True, timeout=30
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_watchdog_as_a_containers_pid_1_stops_on_sigterm(tmp_path: Path, signals: int) -> None:
+    """As in the image (its CMD runs the watchdog): PID 1 of its own PID namespace gets SIGTERM
+    from `docker stop` or the kubelet (a script may send it twice). The server shuts down
+    cleanly, its stubs' shared-memory regions go and its ports are free again."""
+    if not can_make_a_pid_namespace():
+        pytest.skip("needs `unshare --pid` (root): the container's PID 1 was not tested")
+    repository = copy_models(tmp_path / "repository", "preprocess", "preprocess_ensemble")
+    server = server_on(repository, tmp_path)
+    regions_before = shm_regions()
+    log = (tmp_path / "pid1.log").open("wb")
+    process = subprocess.Popen(
+        ["unshare", "--fork", "--pid", "--mount-proc", *server.command()],
+        env=server.environment(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not probe_ready(server, "preprocess_ensemble"):
+            assert process.poll() is None, (tmp_path / "pid1.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the server did not turn ready"
+            time.sleep(0.5)
+        regions = shm_regions() - regions_before
+        assert regions, "expected the stubs' shared-memory regions"
+        # unshare's one child is the namespace's PID 1: the watchdog.
+        (pid1,) = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        for _ in range(signals):
+            os.kill(int(pid1), signal.SIGTERM)
+            time.sleep(0.05)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    output = (tmp_path / "pid1.log").read_text()
+    assert "successfully unloaded 'preprocess'" in output
+    assert not regions & shm_regions(), "a stub's shared-memory region stayed in /dev/shm"
+    for port in (server.ports.http, server.ports.grpc, server.ports.metrics):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # free again
