@@ -335,7 +335,9 @@ class Preprocessor:
                 check_jpeg(data.tobytes(), self.config.max_bytes, self.config.max_pixels)
                 pending.append(i)
             except DecodeError as error:
-                results[i] = error
+                # Kept without its traceback, which would hold this frame and the caller's
+                # (the model's execute, with its output tensors) in a reference cycle.
+                results[i] = error.with_traceback(None)
         if pending:
             try:
                 batch = self._run([jpegs[i] for i in pending], wanted)

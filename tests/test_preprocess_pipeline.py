@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 from detectron2.config import get_cfg
@@ -213,3 +216,31 @@ def test_out_of_memory_is_the_servers_fault_and_the_next_batch_is_served(
     monkeypatch.setattr(Preprocessor, "_run", run)
     [result] = preprocessor([good])
     assert image_of(result).shape == (800, 1199, 3)
+
+
+class _Sentinel:
+    """Something weakly referenceable to leave in a caller's frame."""
+
+
+def test_refusals_do_not_keep_the_callers_frame_alive(
+    preprocessor: Preprocessor, jpegs: dict[str, bytes]
+) -> None:
+    """A refusal kept with its traceback holds every frame up to the catch, and through it the
+    caller's (the model's execute, with its batch's output tensors): a reference cycle that only
+    the cyclic garbage collector breaks, much later. In the python backend that pinned output
+    tensors in the stub's shared-memory pool under mixed traffic, which grew it for good."""
+    good = as_array(jpegs["landscape_640x427"])
+    bad = as_array(bad_input("gif", jpegs["landscape_640x427"])[0])
+
+    def caller() -> tuple[weakref.ref, list]:
+        local = _Sentinel()
+        return weakref.ref(local), preprocessor([good, bad, good])
+
+    gc.disable()
+    try:
+        frame_local, results = caller()
+        assert isinstance(results[1], DecodeError)
+        assert results[1].__traceback__ is None
+        assert frame_local() is None, "the caller's frame outlived the call"
+    finally:
+        gc.enable()
