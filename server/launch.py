@@ -80,6 +80,7 @@ class TritonServer:
         model_repository: Path = REPO_ROOT / "repository",
         build_dir: Path = REPO_ROOT / "build" / "triton",
         log_path: Path | None = None,
+        cuda_memory_pool_bytes: int = CUDA_POOL_BYTES,
     ) -> None:
         """Prepares the command; nothing starts until :meth:`start`.
 
@@ -88,10 +89,13 @@ class TritonServer:
             model_repository: the Triton model repository to serve.
             build_dir: where the backend directory is assembled.
             log_path: file for the server's log; ``None`` inherits this process's stdout.
+            cuda_memory_pool_bytes: GPU 0's CUDA memory pool, where ensemble intermediates live
+                (the GPU tests shrink it to prove an exhausted pool fails loudly).
         """
         self.ports = ports
         self.model_repository = model_repository
         self.log_path = log_path
+        self.cuda_memory_pool_bytes = cuda_memory_pool_bytes
         self._install = find_triton_install()
         self._backend_dir = assemble_backend_directory(self._install, build_dir)
         self._process: subprocess.Popen[bytes] | None = None
@@ -115,7 +119,7 @@ class TritonServer:
             *REQUIRED_FLAGS,
             f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
-            f"--cuda-memory-pool-byte-size=0:{CUDA_POOL_BYTES}",
+            f"--cuda-memory-pool-byte-size=0:{self.cuda_memory_pool_bytes}",
             # GPU metrics need NVML; without a GPU they only add errors to the log.
             f"--allow-gpu-metrics={'true' if _has_nvidia_gpu() else 'false'}",
         ]

@@ -35,6 +35,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.server)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line naming the GPU tests that did not run, and why: never silently."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "gpu" in getattr(report, "keywords", {})
+    ]
+    if skipped:
+        reason = str(skipped[0].longrepr[-1]).removeprefix("Skipped: ")
+        terminalreporter.write_line(
+            f"GPU tier: {len(skipped)} test(s) did not run ({reason}): "
+            + ", ".join(sorted({r.nodeid.split("::")[-1] for r in skipped}))
+        )
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--soak-requests N``: how many requests tests/test_soak.py sends after its warm-up."""
     parser.addoption(

@@ -112,6 +112,7 @@ def test_dashboard_and_autoscaler_metrics_are_exported(exported: str) -> None:
             assert name in available, f"{source} uses {name}, which Triton does not export"
 
 
+@pytest.mark.gpu
 def test_gpu_metrics_are_exported_on_a_gpu(exported: str) -> None:
     """NVML metrics: only a server that sees a GPU exports them."""
     import torch

@@ -66,11 +66,18 @@ class Result:
 
 @pytest.fixture(scope="module")
 def predictors() -> dict[str, DefaultPredictor]:
-    """detectron2's own predictor per detector, with the config and weights it is served with."""
+    return build_predictors()
+
+
+def build_predictors() -> dict[str, DefaultPredictor]:
+    """detectron2's own predictor per detector, with the config and weights it is served with,
+    on the device the server runs it on (GPU 0 where there is one) with torch's default math
+    settings there, as the server's stubs have them (cuDNN TF32 on, matmul TF32 off)."""
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"
     predictors = {}
     for name in PHOTOS:
         parameters = model_tensors(REPOSITORY, name).parameters
-        cfg = load_config(REPOSITORY / name / parameters["detectron2_config"])
+        cfg = load_config(REPOSITORY / name / parameters["detectron2_config"], device)
         predictor = DefaultPredictor(cfg)
         load_weights(predictor.model, REPOSITORY / name / parameters["weights"])
         predictors[name] = predictor

@@ -1,0 +1,170 @@
+"""The GPU tier: the production path (nvJPEG decode, detectors on CUDA, tensors handed over on the
+GPU) through the real server. Marked ``gpu``; on a machine without a GPU each test says that it
+did not run, and the session's summary lists them in one line (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import io
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from detectron2.data.detection_utils import read_image
+from PIL import Image
+
+from clients.jpeg_client import InferenceServerException
+from pipelines.preprocess import Preprocessor
+from server.launch import TritonServer
+from tests.bad_inputs import bad_input
+from tests.support import (
+    as_array,
+    assert_close_to_reference,
+    connect,
+    reference_preprocess,
+    served_preprocess_config,
+    server_on,
+)
+from tests.test_detector_parity import PHOTOS, REPOSITORY, Result, build_predictors, unmatched
+from tests.test_jpeg_inputs import ODD_BUT_VALID
+
+pytestmark = [pytest.mark.gpu, pytest.mark.server, pytest.mark.slow]
+
+HAS_GPU = torch.cuda.is_available()
+# What the python backend logs when an ensemble intermediate did not fit Triton's CUDA pool and
+# was copied through pinned host memory with the wrong direction (server #7148): the response
+# goes out anyway, its tensor corrupt. Never acceptable in a log.
+SILENT_CORRUPTION = re.compile(r"falling back to pinned|failed to copy data", re.IGNORECASE)
+
+
+def needs_gpu() -> None:
+    if not HAS_GPU:
+        pytest.skip("needs a GPU (torch.cuda.is_available() is False): GPU path not tested")
+
+
+@pytest.fixture(scope="module")
+def gpu_server(tmp_path_factory: pytest.TempPathFactory) -> TritonServer:
+    """The shipped repository on GPU 0, its log in a file the tests read."""
+    needs_gpu()
+    folder = tmp_path_factory.mktemp("gpu")
+    server = server_on(REPOSITORY, folder)
+    with server:
+        server.wait_until_ready(timeout_s=600)
+        yield server
+
+
+def test_every_model_runs_on_the_gpu_and_decodes_with_nvjpeg(
+    gpu_server: TritonServer, scenes: dict[str, bytes]
+) -> None:
+    with connect(gpu_server, "grpc") as client:
+        client.infer("inspect", scenes["both"], {"MODELS": "both"})
+    log = gpu_server.log_text()
+    assert "preprocess: DALI decode on GPU 0" in log
+    for detector in ("pointer", "insulator"):
+        assert re.search(rf"{detector}: \S+ on cuda:0", log), f"{detector} not on the GPU"
+    assert not SILENT_CORRUPTION.search(log)
+
+
+def test_gpu_preprocessing_equals_detectron2_over_the_odd_jpegs(
+    gpu_server: TritonServer, jpegs: dict[str, bytes]
+) -> None:
+    photo = Image.open(io.BytesIO(jpegs["landscape_640x427"]))
+    photo.load()
+    corpus = {**jpegs, **{name: make(photo) for name, make in ODD_BUT_VALID.items()}}
+    with connect(gpu_server, "grpc") as client:
+        for name, jpeg in corpus.items():
+            outputs = client.infer("preprocess_ensemble", jpeg)
+            for output, resize in served_preprocess_config().images:
+                reference, size = reference_preprocess(jpeg, resize)
+                np.testing.assert_array_equal(outputs["ORIGINAL_SIZE"], size, err_msg=name)
+                assert_close_to_reference(outputs[output], reference)
+    assert not SILENT_CORRUPTION.search(gpu_server.log_text())
+
+
+def test_a_batch_with_an_undecodable_jpeg_equals_single_runs_200_times(
+    jpegs: dict[str, bytes],
+) -> None:
+    """nvJPEG, DALI's stream and torch's copies: each good image of a batch that also holds a
+    JPEG failing inside the decoder is, byte for byte, what it is alone, run after run."""
+    needs_gpu()
+    config = served_preprocess_config()
+    preprocessor = Preprocessor("JPEG", config, max_batch_size=8, device_id=0)
+    goods = [jpegs[name] for name in ("landscape_640x427", "portrait_300x1000", "tiny_64x48")]
+    broken, _ = bad_input("bad_huffman_table", jpegs["landscape_640x427"])
+    alone = [preprocessor([as_array(jpeg)])[0] for jpeg in goods]
+    batch = [as_array(goods[0]), as_array(broken), as_array(goods[1]), as_array(goods[2])]
+    for run in range(200):
+        good_0, refused, good_1, good_2 = preprocessor(batch)
+        assert "cannot decode JPEG" in str(refused), f"run {run}"
+        for single, batched in zip(alone, (good_0, good_1, good_2), strict=True):
+            for name in single.images:
+                assert torch.equal(single.images[name], batched.images[name]), f"run {run}"
+
+
+def test_detectors_batch_of_4_equals_detectron2(
+    gpu_server: TritonServer, scenes: dict[str, bytes], tmp_path: Path
+) -> None:
+    """Four requests at once: one forward of 4 images (gpu_forward_batch_size), the smaller ones
+    padded; each answer equals detectron2's for its photo alone, on the same GPU."""
+    predictors = build_predictors()
+    photos = ["gauge", "gauges", "both", "insulator"]
+    for model in PHOTOS:
+        threshold = predictors[model].cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST
+
+        def send(name: str, model: str = model) -> dict[str, np.ndarray]:
+            with connect(gpu_server, "grpc") as client:
+                return client.infer(f"{model}_ensemble", scenes[name])
+
+        with ThreadPoolExecutor(max_workers=len(photos)) as pool:
+            answers = dict(zip(photos, pool.map(send, photos), strict=True))
+        for name, outputs in answers.items():
+            path = tmp_path / f"{name}.jpg"
+            path.write_bytes(scenes[name])
+            image = read_image(str(path), format="BGR")
+            expected = Result.from_instances(predictors[model](image)["instances"].to("cpu"))
+            actual = Result.from_outputs(outputs, *image.shape[:2])
+            failures = unmatched(expected, actual, threshold)
+            assert not failures, f"{model}, {name}: {failures[:5]}"
+
+
+@pytest.mark.parametrize("pool_bytes", [1 << 20, None], ids=["tiny pool", "shipped pool"])
+def test_32_concurrent_mixed_requests_never_corrupt_silently(
+    jpegs: dict[str, bytes], tmp_path: Path, pool_bytes: int | None
+) -> None:
+    """With a CUDA pool too small for a batch of images, answers may fail but must say so; with
+    the shipped pool every answer equals the same request's answer alone."""
+    needs_gpu()
+    server = server_on(REPOSITORY, tmp_path)
+    if pool_bytes is not None:
+        server.cuda_memory_pool_bytes = pool_bytes
+    good = [jpegs[name] for name in ("landscape_640x427", "portrait_300x1000", "original_512x600")]
+    bad = [bad_input(name, jpegs["landscape_640x427"])[0] for name in ("gif", "cut_in_scan")]
+    requests = [(good + bad)[i % 5] for i in range(32)]
+    with server:
+        server.wait_until_ready(timeout_s=600)
+        with connect(server, "grpc") as client:
+            alone = {jpeg: client.infer("preprocess_ensemble", jpeg) for jpeg in good}
+
+        def send(jpeg: bytes) -> dict[str, np.ndarray] | str:
+            with connect(server, "grpc") as client:
+                try:
+                    return client.infer("preprocess_ensemble", jpeg)
+                except InferenceServerException as error:
+                    return error.message()
+
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            answers = list(pool.map(send, requests))
+        log = server.log_text()
+    failed = 0
+    for jpeg, answer in zip(requests, answers, strict=True):
+        if jpeg in alone and isinstance(answer, dict):
+            for name, value in alone[jpeg].items():
+                np.testing.assert_array_equal(answer[name], value, err_msg=name)
+        elif jpeg in alone:
+            failed += 1
+    if pool_bytes is None:
+        assert failed == 0, f"{failed} good requests failed with the shipped pool"
+        assert not SILENT_CORRUPTION.search(log)
+    print(f"pool {pool_bytes or 'shipped'}: {failed} good requests failed loudly")
