@@ -91,15 +91,11 @@ DETECTOR_IMAGES = ("gauge", "both")
 # preprocessing request (about one preprocessed image, 1.3-4 MB) exceeds it in the small version
 # (250 requests, ~120 of them good preprocessing), one of 0.5 MiB in the full one (1200, ~590).
 MEMORY_MARGIN_MIB = 256.0
-# Under concurrent traffic that mixes good and bad images, the preprocess stub's region grows in
-# 32 MiB steps (shm-growth-byte-size) and never shrinks: 64 -> 128 MiB within the first 600
-# requests, then 160, 192 and 224 MiB at about 2,400, 6,000 and 9,000 (measured, 6 clients). It does
-# not grow with good images only (4,800 requests), bad ones only (3,600), or the same mix sent by
-# one client (3,000; batches of one). So a batch answering some requests with tensors and others
-# with errors leaves memory behind in the pool, or fragments it
-# (triton-inference-server/server #7481). Two steps is what a 1,200-request soak may add at that
-# rate; more is a leak the soak must report.
-SHM_GROWTH_MARGIN_MIB = 64.0
+# After the warm-up the regions must not grow at all. They used to, in 32 MiB steps
+# (shm-growth-byte-size) under concurrent traffic mixing good and bad images: 64 -> 128 MiB within
+# 600 requests, 224 MiB after 9,000, because refusals kept with their tracebacks pinned their
+# batch's output tensors in the pool (docs/soak.md). A flat server does not grow.
+SHM_GROWTH_MARGIN_MIB = 0.0
 
 
 @dataclass
