@@ -4,6 +4,7 @@ models (a few seconds to load); tests/test_server_bls.py does the same with a de
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -142,3 +143,53 @@ def test_server_stops_cleanly_under_the_watchdog(server: TritonServer) -> None:
     server.stop()
     assert "died" not in server.log_text()[log_before_stop:]
     assert processes_in_group(group) == []
+
+
+def test_clients_cannot_unload_models_over_grpc(server: TritonServer) -> None:
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(server.url("grpc")) as client:
+        with pytest.raises(InferenceServerException, match="This protocol is restricted"):
+            client.unload_model("preprocess")
+        assert client.is_model_ready("preprocess")
+
+
+@pytest.mark.slow
+def test_a_failed_reload_is_retried_less_and_less_often_until_it_works(tmp_path: Path) -> None:
+    """A stub dies while its model cannot load (a broken config): the watchdog retries after 1,
+    2, 4 ... seconds, and reloads it once the config is mended."""
+    repository = tmp_path / "repository"
+    shutil.copytree(REPO_ROOT / "repository" / "preprocess", repository / "preprocess")
+    server = TritonServer(
+        Ports(*free_ports(3)),
+        model_repository=repository,
+        build_dir=tmp_path / "build",
+        log_path=tmp_path / "triton.log",
+    )
+    config = repository / "preprocess" / "config.pbtxt"
+    good = config.read_text()
+    failure = "reloading 'preprocess' failed, will retry"
+    with server:
+        server.wait_until_ready(timeout_s=300)
+        config.write_text(good.replace('"67108864"', '"not a number"'))
+        (victim,) = server.stubs()["preprocess"]
+        os.kill(victim, signal.SIGKILL)
+        seen: list[float] = []
+        deadline = time.monotonic() + 120
+        while len(seen) < 4 and time.monotonic() < deadline:
+            if server.log_text().count(failure) > len(seen):
+                seen.append(time.monotonic())
+            time.sleep(0.05)
+        assert len(seen) == 4, f"expected 4 failed reloads: {server.log_text()[-2000:]}"
+        gaps = [later - earlier for earlier, later in itertools.pairwise(seen)]
+        # Each wait doubles (1, 2, 4 s after the first three), plus the reload's own time.
+        for gap, delay in zip(gaps, (1.0, 2.0, 4.0), strict=True):
+            assert gap >= 0.8 * delay, f"retries came after {gaps} s"
+        assert gaps[2] > gaps[0], f"retries did not back off: {gaps} s"
+        config.write_text(good)
+        deadline = time.monotonic() + 120
+        while "reloaded 'preprocess'" not in server.log_text():
+            assert time.monotonic() < deadline, server.log_text()[-2000:]
+            time.sleep(0.2)
+        with httpclient.InferenceServerClient(server.url("http")) as client:
+            assert client.is_model_ready("preprocess")
