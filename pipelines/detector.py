@@ -208,7 +208,6 @@ class Detector:
         config_path: Path,
         weights_path: Path,
         device: str = "cpu",
-        forward_batch_size: int = 1,
     ) -> None:
         """Builds the model and loads its weights.
 
@@ -216,7 +215,6 @@ class Detector:
             config_path: the detector's detectron2 YAML.
             weights_path: its checkpoint.
             device: ``"cpu"`` or ``"cuda:N"``.
-            forward_batch_size: images per detectron2 forward; a larger batch is split.
 
         Raises:
             CheckpointError: the weights are missing or do not fit.
@@ -224,14 +222,14 @@ class Detector:
         self.cfg = load_config(config_path, device)
         self.class_names: list[str] = list(self.cfg.CLASS_NAMES)
         self.device = torch.device(device)
-        self.forward_batch_size = max(1, forward_batch_size)
         self.model = build_model(self.cfg).eval()
         extras = load_weights(self.model, weights_path)
         self.untrained = bool(extras.get(UNTRAINED_KEY, False))
         self.has_masks = bool(self.cfg.MODEL.MASK_ON)
 
     def __call__(self, images: Sequence[tuple[Any, Sequence[int]]]) -> list[Detections]:
-        """Detects objects in preprocessed images.
+        """Detects objects in preprocessed images, in one detectron2 forward (the caller picks
+        the batch: the served model cuts a request batch into ``*_forward_batch_size`` chunks).
 
         Args:
             images: ``(image, (height, width))`` pairs: the resized HWC ``uint8`` image (numpy
@@ -241,24 +239,14 @@ class Detector:
         Returns:
             One :class:`Detections` per image, in order.
         """
-        results: list[Detections] = []
-        for start in range(0, len(images), self.forward_batch_size):
-            chunk = images[start : start + self.forward_batch_size]
-            inputs = [
-                {
-                    "image": self._chw_float(image),
-                    "height": int(size[0]),
-                    "width": int(size[1]),
-                }
-                for image, size in chunk
-            ]
-            with torch.inference_mode():
-                if self.has_masks:
-                    results.extend(self._forward_with_masks(inputs))
-                else:
-                    outputs = self.model(inputs)
-                    results.extend(self._to_numpy(output["instances"]) for output in outputs)
-        return results
+        inputs = [
+            {"image": self._chw_float(image), "height": int(size[0]), "width": int(size[1])}
+            for image, size in images
+        ]
+        with torch.inference_mode():
+            if self.has_masks:
+                return self._forward_with_masks(inputs)
+            return [self._to_numpy(output["instances"]) for output in self.model(inputs)]
 
     def _forward_with_masks(self, inputs: list[dict[str, Any]]) -> list[Detections]:
         """detectron2's forward and postprocessing, with masks pasted only into their boxes.

@@ -154,13 +154,13 @@ class DetectorModel:
             config_path=model_dir / params["detectron2_config"],
             weights_path=model_dir / params["weights"],
             device=device,
-            forward_batch_size=int(params[batch_key]),
         )
+        self.forward_batch_size = max(1, int(params[batch_key]))
         check_config(self.model_name, model_config, detector_contract(self.detector.has_masks))
         pb_utils.Logger.log_info(
             f"{self.model_name}: {params['detectron2_config']} on {device}, weights "
             f"{model_dir / params['weights']}, classes {self.detector.class_names}, "
-            f"{self.detector.forward_batch_size} image(s) per forward"
+            f"{self.forward_batch_size} image(s) per forward"
         )
         if self.detector.untrained:
             pb_utils.Logger.log_warn(
@@ -186,7 +186,7 @@ class DetectorModel:
 
         # Each forward's requests are answered as soon as it ends: on a CPU, where a forward
         # takes one image, the first request of a dynamic batch does not wait for the last.
-        step = self.detector.forward_batch_size
+        step = self.forward_batch_size
         for chunk in (inputs[i : i + step] for i in range(0, len(inputs), step)):
             try:
                 detections = self.detector([image for _, image in chunk])

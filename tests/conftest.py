@@ -43,9 +43,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         if "gpu" in getattr(report, "keywords", {})
     ]
     if skipped:
-        reason = str(skipped[0].longrepr[-1]).removeprefix("Skipped: ")
+        reasons = sorted({str(r.longrepr[-1]).removeprefix("Skipped: ") for r in skipped})
         terminalreporter.write_line(
-            f"GPU tier: {len(skipped)} test(s) did not run ({reason}): "
+            f"GPU tier: {len(skipped)} test(s) did not run ({'; '.join(reasons)}): "
             + ", ".join(sorted({r.nodeid.split("::")[-1] for r in skipped}))
         )
 

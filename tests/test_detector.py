@@ -42,7 +42,7 @@ MAX_DEMO_WEIGHTS_BYTES = 40 * 2**20
 
 @pytest.fixture(scope="module")
 def pointer(untrained_weights) -> Detector:
-    return Detector(POINTER_YAML, untrained_weights(POINTER_YAML), forward_batch_size=2)
+    return Detector(POINTER_YAML, untrained_weights(POINTER_YAML))
 
 
 @pytest.mark.parametrize("path", [POINTER_YAML, INSULATOR_YAML, *(y for y, _ in DEMO.values())])
@@ -155,7 +155,7 @@ def test_batch_forward_returns_one_result_per_image_in_original_pixels(
 ) -> None:
     names = ["landscape_640x427", "portrait_300x1000", "tiny_64x48"]
     inputs = [reference_preprocess(jpegs[name], Resize()) for name in names]
-    results = pointer(inputs)  # forward_batch_size 2: one batch of two, one of one
+    results = pointer(inputs)  # one forward of three images of different sizes
     assert len(results) == len(names)
     for (_, (height, width)), detections in zip(inputs, results, strict=True):
         count = len(detections.scores)
