@@ -71,6 +71,15 @@ def test_clients_cannot_unload_models(server: TritonServer) -> None:
         assert client.is_model_ready("preprocess")
 
 
+def test_clients_cannot_unload_models_over_grpc(server: TritonServer) -> None:
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(server.url("grpc")) as client:
+        with pytest.raises(InferenceServerException, match="This protocol is restricted"):
+            client.unload_model("preprocess")
+        assert client.is_model_ready("preprocess")
+
+
 def test_killed_stub_fails_its_requests_turns_readiness_red_and_comes_back(
     server: TritonServer, jpegs: dict[str, bytes]
 ) -> None:
@@ -143,15 +152,6 @@ def test_server_stops_cleanly_under_the_watchdog(server: TritonServer) -> None:
     server.stop()
     assert "died" not in server.log_text()[log_before_stop:]
     assert processes_in_group(group) == []
-
-
-def test_clients_cannot_unload_models_over_grpc(server: TritonServer) -> None:
-    import tritonclient.grpc as grpcclient
-
-    with grpcclient.InferenceServerClient(server.url("grpc")) as client:
-        with pytest.raises(InferenceServerException, match="This protocol is restricted"):
-            client.unload_model("preprocess")
-        assert client.is_model_ready("preprocess")
 
 
 @pytest.mark.slow
