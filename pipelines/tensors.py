@@ -92,6 +92,11 @@ class Contract:
     outputs: tuple[TensorSpec, ...]
     optional: frozenset[str] = frozenset()
 
+    @property
+    def output_names(self) -> list[str]:
+        """The outputs' names, in contract order."""
+        return [spec.name for spec in self.outputs]
+
 
 _SIZE = TensorSpec(ORIGINAL_SIZE, "TYPE_INT32", (2,))
 _JPEG = TensorSpec(JPEG, "TYPE_UINT8", (-1,))

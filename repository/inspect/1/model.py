@@ -55,12 +55,7 @@ class TritonPythonModel:
         self.detectors = list(self.detector_images)
         # What each detector gives: with masks or without, as its config.pbtxt declares.
         self.detector_outputs = {
-            name: [
-                spec.name
-                for spec in detector_contract(
-                    MASKS in model_tensors(repository, name).outputs
-                ).outputs
-            ]
+            name: detector_contract(MASKS in model_tensors(repository, name).outputs).output_names
             for name in self.detectors
         }
         self.class_names = {name: class_names(repository, name) for name in self.detectors}
