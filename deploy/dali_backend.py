@@ -27,6 +27,7 @@ from tritonclient.grpc import model_config_pb2
 
 from bls.repository import parse_config
 from pipelines.preprocess import PreprocessConfig, decode_and_resize
+from pipelines.tensors import JPEG, ORIGINAL_SIZE
 
 __all__ = ["HEADER", "dali_config", "main", "write_dali_repository"]
 
@@ -78,12 +79,10 @@ def write_dali_repository(
             f"{model} is not a python-backend model (backend {python_config.backend!r})"
         )
     parameters = {key: value.string_value for key, value in python_config.parameters.items()}
-    # As the python model does: the UINT8 outputs are the images, each resized as the
+    # As the python model does: every output but ORIGINAL_SIZE is an image, resized as the
     # parameter of its name says. The backend maps the pipeline's outputs to the config's in
     # order: the images, then the original size.
-    image_outputs = [
-        o.name for o in python_config.output if o.data_type == model_config_pb2.TYPE_UINT8
-    ]
+    image_outputs = [o.name for o in python_config.output if o.name != ORIGINAL_SIZE]
     preprocess = PreprocessConfig.from_parameters(parameters, image_outputs)
 
     shutil.copytree(
@@ -96,7 +95,7 @@ def write_dali_repository(
     (model_dir / "1" / "model.py").unlink()
     # device_id=None: no GPU is needed to serialize; the backend places each instance itself.
     pipe = decode_and_resize(
-        input_name=python_config.input[0].name,
+        input_name=JPEG,
         resizes=[resize for _, resize in preprocess.images],
         decoder_device=decoder_device,
         batch_size=max(1, python_config.max_batch_size),
