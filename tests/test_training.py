@@ -209,14 +209,19 @@ def test_colour_filters_tint_white_and_leave_black() -> None:
     image = np.zeros((4, 8, 3), np.uint8)
     image[:, 4:] = 255
     augmentation = PhotometricJitter(
-        "BGR", probability=1.0, tint_probability=1.0, hue_probability=0.0, saturation=(1.0, 1.0)
+        "BGR",
+        probability=1.0,
+        tint_probability=1.0,
+        hue_probability=0.0,
+        saturation=(1.0, 1.0),
+        brightness=(1.0, 1.0),
+        contrast=(1.0, 1.0),
     )
     hues = set()
     for _ in range(20):
         jitter = augmentation.draw()
         assert jitter is not None
-        flat = Jitter(jitter.gains, 0, 1.0, 1.0, 1.0)
-        out = apply_jitter(image, flat, rgb=False)
+        out = apply_jitter(image, jitter, rgb=False)
         np.testing.assert_array_equal(out[:, :4], 0)
         white = out[0, 4].astype(int)
         assert white.max() == 255 and white.max() - white.min() >= 0.3 * 255 - 1

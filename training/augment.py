@@ -100,8 +100,8 @@ class PhotometricJitter(T.Augmentation):
         if rng.random() >= self.probability:
             return None
         if rng.random() < self.tint_probability:
-            rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*self.tint_saturation), 1.0)
-            gains = np.asarray(rgb if self.rgb else rgb[::-1])
+            # Any hue is as likely as any other, so the channel order needs no care here.
+            gains = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*self.tint_saturation), 1.0)
         else:
             gains = rng.uniform(1 - self.max_gain, 1 + self.max_gain, size=3)
         hue = int(rng.integers(0, 180)) if rng.random() < self.hue_probability else 0
