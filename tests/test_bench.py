@@ -132,3 +132,59 @@ def test_cli_refuses_an_unknown_section() -> None:
     )
     assert done.returncode == 2
     assert "choose from" in done.stderr
+
+
+def test_stage_timer_sums_repeated_calls_and_nests() -> None:
+    import torch
+
+    from bench.profile import StageTimer
+
+    inner = torch.nn.Linear(4, 4)
+    outer = torch.nn.Sequential(inner, inner)
+    timer = StageTimer()
+    timer.watch("inner", inner)
+    timer.watch("outer", outer)
+    outer(torch.zeros(1, 4))
+    first = timer.take()
+    assert set(first) == {"inner", "outer"}
+    assert 0 < first["inner"] <= first["outer"]
+    assert timer.take() == {}  # each take starts a new forward
+    timer.close()
+    outer(torch.zeros(1, 4))
+    assert timer.take() == {}
+
+
+def test_stage_rows_split_the_fpn_and_the_remainder() -> None:
+    from bench.profile import OTHER, stage_rows
+
+    samples = [
+        {"ResNet": 5.0, "backbone": 7.0, "proposals": 1.0, "ROI heads": 1.5},
+        {"ResNet": 6.0, "backbone": 9.0, "proposals": 1.0, "ROI heads": 2.5},
+    ]
+    rows = dict(stage_rows(["ResNet", "backbone", "proposals", "ROI heads"], samples, [10, 14]))
+    assert rows["ResNet"] == 5.5
+    assert rows["FPN"] == 2.5
+    assert rows[OTHER] == 1.0  # the median of 10 - 9.5 and 14 - 12.5
+    assert rows["detector total"] == 12
+
+
+def test_profile_times_every_stage_of_the_served_detectors(capsys: pytest.CaptureFixture) -> None:
+    from bench.profile import main
+
+    assert main(["--rounds", "1", "--warmup", "0", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("decode + resize (PIL)", "ResNet", "FPN", "proposals", "box head", "mask head"):
+        assert stage in out
+    assert out.count("detector total") == 2  # pointer and insulator
+
+
+def test_profile_refuses_an_unknown_detector() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.profile", "--models", "pointer,nope"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "choose from" in done.stderr
