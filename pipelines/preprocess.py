@@ -8,6 +8,11 @@ It reproduces detectron2's test-time input path (``DefaultPredictor``): decode t
 as PIL's bilinear resize does it, output ``uint8`` HWC. No normalization: detectron2 models
 normalize inside ``forward`` with their own ``PIXEL_MEAN``/``PIXEL_STD``.
 
+On a GPU the whole path runs in DALI (nvJPEG, then DALI's resize). On a CPU DALI decodes and
+torch resizes (:func:`resize_like_pil`): torch's ``uint8`` antialiased bilinear kernel computes
+PIL's two rounded passes, so the pixels are PIL's to one level, and it is faster than both PIL's
+resize and DALI's CPU resize (``docs/performance.md``).
+
 Detectors differ in input size and channel order, so one decode can feed several resizes:
 each named image output has its own :class:`Resize`, and a run computes only the outputs it
 is asked for.
@@ -36,6 +41,8 @@ __all__ = [
     "Resize",
     "decode_and_resize",
     "is_out_of_memory",
+    "output_size",
+    "resize_like_pil",
 ]
 
 _CHANNEL_ORDERS = {"BGR": types.BGR, "RGB": types.RGB}
@@ -152,6 +159,37 @@ class PreprocessConfig:
             )
 
 
+def output_size(height: int, width: int, resize: Resize) -> tuple[int, int]:
+    """``(height, width)`` after ``resize``, with detectron2's arithmetic
+    (``ResizeShortestEdge.get_output_shape``), to the pixel."""
+    scale = resize.shortest_edge / min(height, width)
+    if height < width:
+        new_h, new_w = float(resize.shortest_edge), scale * width
+    else:
+        new_h, new_w = scale * height, float(resize.shortest_edge)
+    shrink = min(resize.max_size / max(new_h, new_w), 1.0)
+    return int(new_h * shrink + 0.5), int(new_w * shrink + 0.5)
+
+
+def resize_like_pil(image: np.ndarray, resize: Resize) -> np.ndarray:
+    """An HWC ``uint8`` image resized as detectron2 resizes it (PIL's ``BILINEAR``), on a CPU.
+
+    torch's ``uint8`` antialiased bilinear kernel applies PIL's triangle filter in PIL's two
+    rounded passes (horizontal, then vertical): the result is PIL's to one level, on about 0.1% of
+    the pixels of the test photos. The image is read in place: HWC memory is what the kernel
+    takes as channels-last NCHW.
+    """
+    import torch
+    from torch.nn import functional
+
+    height, width = output_size(image.shape[0], image.shape[1], resize)
+    nchw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
+    resized = functional.interpolate(
+        nchw, size=(height, width), mode="bilinear", antialias=True, align_corners=False
+    )
+    return resized[0].permute(1, 2, 0).contiguous().numpy()
+
+
 def _resize_like_detectron2(images: Any, height: Any, width: Any, resize: Resize) -> Any:
     """detectron2's ``ResizeShortestEdge`` as PIL's bilinear resize does it, inside a graph.
 
@@ -184,7 +222,7 @@ def _resize_like_detectron2(images: Any, height: Any, width: Any, resize: Resize
 
 @pipeline_def
 def decode_and_resize(
-    input_name: str, resizes: Sequence[Resize], decoder_device: str
+    input_name: str, resizes: Sequence[Resize], decoder_device: str, resize_in_graph: bool = True
 ) -> tuple[Any, ...]:
     """DALI graph: encoded JPEG -> one resized image per ``resizes`` entry, original size.
 
@@ -194,9 +232,13 @@ def decode_and_resize(
         input_name: name of the ``external_source`` (the model's input tensor name).
         resizes: the images to make (HWC ``uint8``), in output order.
         decoder_device: ``"cpu"``, or ``"mixed"`` to decode with nvJPEG on the GPU.
+        resize_in_graph: ``False`` leaves the resizes to the caller (:func:`resize_like_pil`,
+            on a CPU) and returns the decoded images instead.
 
     Returns:
-        The resized images, in order, then the original ``(height, width)`` as ``int32``.
+        The resized images, in order (or, without ``resize_in_graph``, the decoded image of each
+        channel order, in order of first use), then the original ``(height, width)`` as
+        ``int32``.
     """
     jpegs = fn.external_source(name=input_name, dtype=types.UINT8, ndim=1)
     # detectron2's read_image applies the EXIF orientation, and so must both of these (their
@@ -218,6 +260,8 @@ def decode_and_resize(
         )
         for order in dict.fromkeys(r.channel_order for r in resizes)
     }
+    if not resize_in_graph:
+        return (*decoded.values(), original_size)
     images = [_resize_like_detectron2(decoded[r.channel_order], height, width, r) for r in resizes]
     return (*images, original_size)
 
@@ -292,6 +336,7 @@ class Preprocessor:
                 input_name=self.input_name,
                 resizes=[self.config.resize(name) for name in outputs],
                 decoder_device="cpu" if self.device_id is None else "mixed",
+                resize_in_graph=self.device_id is not None,
                 batch_size=self.max_batch_size,
                 num_threads=self.num_threads,
                 device_id=self.device_id,
@@ -380,6 +425,8 @@ class Preprocessor:
         pipe = self._pipeline(outputs)
         pipe.feed_input(self.input_name, jpegs)
         *images, sizes = pipe.run()
+        if self.device_id is None:
+            return self._resize_on_cpu(outputs, images, sizes)
         results = [
             Preprocessed(
                 images={
@@ -389,19 +436,32 @@ class Preprocessor:
             )
             for i in range(len(jpegs))
         ]
-        if self.device_id is not None:
-            import torch
+        import torch
 
-            # The copies are queued on torch's stream; DALI may reuse its buffers from the next
-            # run on, so they must be done before this batch is handed on.
-            torch.cuda.current_stream(self.device_id).synchronize()
+        # The copies are queued on torch's stream; DALI may reuse its buffers from the next
+        # run on, so they must be done before this batch is handed on.
+        torch.cuda.current_stream(self.device_id).synchronize()
+        return results
+
+    def _resize_on_cpu(
+        self, outputs: tuple[str, ...], decoded: list[Any], sizes: Any
+    ) -> list[Preprocessed]:
+        """Resizes the decoded images of a CPU run (one per channel order) with torch."""
+        resizes = [self.config.resize(name) for name in outputs]
+        orders = list(dict.fromkeys(r.channel_order for r in resizes))
+        results = []
+        for i in range(len(sizes)):
+            # A view of DALI's buffer: each resize writes a new array before the next run.
+            by_order = {order: np.asarray(decoded[orders.index(order)][i]) for order in orders}
+            images = {
+                name: resize_like_pil(by_order[r.channel_order], r)
+                for name, r in zip(outputs, resizes, strict=True)
+            }
+            results.append(Preprocessed(images=images, original_size=np.array(sizes[i])))
         return results
 
     def _take(self, image: Any) -> Any:
-        """Copies one output sample out of DALI's buffers, which the next run reuses."""
-        if self.device_id is None:
-            return np.array(image)
-        # GPU path only: keeps torch out of CPU-only preprocessing processes.
+        """Copies one GPU output sample out of DALI's buffers, which the next run reuses."""
         import torch
         from nvidia.dali.plugin.pytorch import feed_ndarray
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from detectron2.config import get_cfg
 from detectron2.data import transforms as T
+from PIL import Image
 
 from pipelines.preprocess import (
     DecodeError,
@@ -18,6 +19,8 @@ from pipelines.preprocess import (
     Preprocessor,
     Resize,
     is_out_of_memory,
+    output_size,
+    resize_like_pil,
 )
 from tests.bad_inputs import bad_input
 from tests.support import as_array, assert_close_to_reference, reference_preprocess
@@ -48,6 +51,54 @@ def test_defaults_match_detectron2_test_time_input() -> None:
     assert RESIZE.shortest_edge == cfg.INPUT.MIN_SIZE_TEST
     assert RESIZE.max_size == cfg.INPUT.MAX_SIZE_TEST
     assert RESIZE.channel_order == cfg.INPUT.FORMAT
+
+
+@pytest.mark.parametrize("resize", [Resize(), Resize(320, 576), Resize(384, 640), Resize(16, 20)])
+def test_output_size_is_detectron2s(resize: Resize) -> None:
+    rng = np.random.default_rng(7)
+    sizes = [(1, 1), (300, 4000), (4000, 300), (427, 640), *rng.integers(1, 9000, (300, 2))]
+    for height, width in sizes:
+        expected = T.ResizeShortestEdge.get_output_shape(
+            int(height), int(width), resize.shortest_edge, resize.max_size
+        )
+        assert output_size(int(height), int(width), resize) == expected, (height, width)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "resize"),
+    [
+        (427, 640, Resize()),
+        (427, 640, Resize(320, 576)),
+        (1500, 900, Resize(384, 640)),
+        (3, 7, Resize(16, 40)),
+        (300, 4000, Resize()),
+    ],
+)
+def test_cpu_resize_is_pils_to_one_level(height: int, width: int, resize: Resize) -> None:
+    rng = np.random.default_rng(height + width)
+    # Smooth content with edges, as photos have (pure noise would be averaged away).
+    base = rng.integers(0, 256, (height // 8 + 2, width // 8 + 2, 3), dtype=np.uint8)
+    image = np.asarray(Image.fromarray(base).resize((width, height), Image.NEAREST))
+    image = np.clip(image.astype(np.int16) + rng.integers(-20, 21, image.shape), 0, 255)
+    image = image.astype(np.uint8)
+    new_height, new_width = output_size(height, width, resize)
+    reference = np.asarray(Image.fromarray(image).resize((new_width, new_height), Image.BILINEAR))
+    resized = resize_like_pil(image, resize)
+    assert resized.shape == reference.shape and resized.dtype == np.uint8
+    diff = np.abs(resized.astype(np.int16) - reference)
+    assert diff.max() <= 1
+    assert (diff > 0).mean() <= 0.01
+
+
+def test_cpu_path_is_pils_to_one_level(preprocessor: Preprocessor, jpegs: dict[str, bytes]) -> None:
+    """Tighter than the tolerance both paths share: DALI's CPU decode is libjpeg-turbo's, as
+    PIL's is, and the resize is PIL's to one level."""
+    for name, data in jpegs.items():
+        [result] = preprocessor([as_array(data)])
+        reference, _ = reference_preprocess(data, RESIZE)
+        diff = np.abs(image_of(result).astype(np.int16) - reference.astype(np.int16))
+        assert diff.max() <= 1, name
+        assert (diff > 0).mean() <= 0.01, name
 
 
 def test_batch_matches_reference(preprocessor: Preprocessor, jpegs: dict[str, bytes]) -> None:

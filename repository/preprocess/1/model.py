@@ -39,9 +39,8 @@ class TritonPythonModel:
             max_batch_size=max(1, model_config["max_batch_size"]),
             device_id=device_id,
         )
-        pb_utils.Logger.log_info(
-            f"preprocess: DALI decode on {'GPU ' + str(device_id) if on_gpu else 'CPU'}, {config}"
-        )
+        where = f"DALI decode on GPU {device_id}" if on_gpu else "DALI decode, torch resize on CPU"
+        pb_utils.Logger.log_info(f"preprocess: {where}, {config}")
 
     def execute(self, requests):
         # Requests are grouped by the images they ask for: one pipeline run per group.
