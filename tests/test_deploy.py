@@ -597,35 +597,27 @@ def test_dali_variant_gives_the_python_models_gpu_pixels(
     """The DALI-backend variant runs the python model's GPU graph (DALI's resize), here on the
     CPU; the python model on a CPU resizes with torch instead, within the shared tolerance."""
     config = served_preprocess_config()
-    serialized = (dali_repository / "preprocess" / "1" / "model.dali").read_bytes()
-    pipe = Pipeline.deserialize(
-        serialized_pipeline=serialized,
-        batch_size=len(jpegs),
-        num_threads=2,
-        device_id=None,
-        prefetch_queue_depth=1,
-        exec_async=False,
-        exec_pipelined=False,
-    )
-    pipe.build()
     arrays = [as_array(jpeg) for jpeg in jpegs.values()]
-    pipe.feed_input("JPEG", arrays)
-    *images, sizes = pipe.run()
+    # Fed by hand on the CPU, one run per batch, as the python model runs its pipelines.
+    hand_fed = {
+        "batch_size": len(arrays),
+        "num_threads": 2,
+        "device_id": None,
+        "prefetch_queue_depth": 1,
+        "exec_async": False,
+        "exec_pipelined": False,
+    }
+    serialized = (dali_repository / "preprocess" / "1" / "model.dali").read_bytes()
+    variant = Pipeline.deserialize(serialized_pipeline=serialized, **hand_fed)
+    resizes = [resize for _, resize in config.images]
+    graph = decode_and_resize(input_name="JPEG", resizes=resizes, decoder_device="cpu", **hand_fed)
+    outputs = []
+    for pipe in (variant, graph):
+        pipe.build()
+        pipe.feed_input("JPEG", arrays)
+        outputs.append(pipe.run())
+    (*images, sizes), (*graph_images, graph_sizes) = outputs
     assert len(images) == len(config.images), "one pipeline output per image output"
-    graph = decode_and_resize(
-        input_name="JPEG",
-        resizes=[resize for _, resize in config.images],
-        decoder_device="cpu",
-        batch_size=len(arrays),
-        num_threads=2,
-        device_id=None,
-        prefetch_queue_depth=1,
-        exec_async=False,
-        exec_pipelined=False,
-    )
-    graph.build()
-    graph.feed_input("JPEG", arrays)
-    *graph_images, graph_sizes = graph.run()
     on_cpu = Preprocessor("JPEG", config, max_batch_size=len(arrays))(arrays)
     for i, (name, result) in enumerate(zip(jpegs, on_cpu, strict=True)):
         assert not isinstance(result, Exception), name
