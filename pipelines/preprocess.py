@@ -41,7 +41,6 @@ __all__ = [
     "Resize",
     "decode_and_resize",
     "is_out_of_memory",
-    "output_size",
     "resize_like_pil",
 ]
 
@@ -159,18 +158,6 @@ class PreprocessConfig:
             )
 
 
-def output_size(height: int, width: int, resize: Resize) -> tuple[int, int]:
-    """``(height, width)`` after ``resize``, with detectron2's arithmetic
-    (``ResizeShortestEdge.get_output_shape``), to the pixel."""
-    scale = resize.shortest_edge / min(height, width)
-    if height < width:
-        new_h, new_w = float(resize.shortest_edge), scale * width
-    else:
-        new_h, new_w = scale * height, float(resize.shortest_edge)
-    shrink = min(resize.max_size / max(new_h, new_w), 1.0)
-    return int(new_h * shrink + 0.5), int(new_w * shrink + 0.5)
-
-
 def resize_like_pil(image: np.ndarray, resize: Resize) -> np.ndarray:
     """An HWC ``uint8`` image resized as detectron2 resizes it (PIL's ``BILINEAR``), on a CPU.
 
@@ -180,9 +167,12 @@ def resize_like_pil(image: np.ndarray, resize: Resize) -> np.ndarray:
     takes as channels-last NCHW.
     """
     import torch
+    from detectron2.data.transforms import ResizeShortestEdge
     from torch.nn import functional
 
-    height, width = output_size(image.shape[0], image.shape[1], resize)
+    height, width = ResizeShortestEdge.get_output_shape(
+        image.shape[0], image.shape[1], resize.shortest_edge, resize.max_size
+    )
     nchw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
     resized = functional.interpolate(
         nchw, size=(height, width), mode="bilinear", antialias=True, align_corners=False
@@ -218,6 +208,12 @@ def _resize_like_detectron2(images: Any, height: Any, width: Any, resize: Resize
             dtype=types.UINT8,
         )
     return images
+
+
+def _channel_orders(resizes: Sequence[Resize]) -> list[str]:
+    """The channel orders ``resizes`` need, each once, in order of first use: the order of the
+    decoded images a graph without ``resize_in_graph`` returns."""
+    return list(dict.fromkeys(r.channel_order for r in resizes))
 
 
 @pipeline_def
@@ -258,7 +254,7 @@ def decode_and_resize(
             # decoder does so anyway.
             jpeg_fancy_upsampling=True,
         )
-        for order in dict.fromkeys(r.channel_order for r in resizes)
+        for order in _channel_orders(resizes)
     }
     if not resize_in_graph:
         return (*decoded.values(), original_size)
@@ -448,13 +444,12 @@ class Preprocessor:
     ) -> list[Preprocessed]:
         """Resizes the decoded images of a CPU run (one per channel order) with torch."""
         resizes = [self.config.resize(name) for name in outputs]
-        orders = list(dict.fromkeys(r.channel_order for r in resizes))
+        by_order = dict(zip(_channel_orders(resizes), decoded, strict=True))
         results = []
         for i in range(len(sizes)):
-            # A view of DALI's buffer: each resize writes a new array before the next run.
-            by_order = {order: np.asarray(decoded[orders.index(order)][i]) for order in orders}
+            # Views of DALI's buffers: each resize writes a new array before the next run.
             images = {
-                name: resize_like_pil(by_order[r.channel_order], r)
+                name: resize_like_pil(np.asarray(by_order[r.channel_order][i]), r)
                 for name, r in zip(outputs, resizes, strict=True)
             }
             results.append(Preprocessed(images=images, original_size=np.array(sizes[i])))
