@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from detectron2.modeling import build_model
 
 from clients.masks import paste_masks
 from pipelines.detector import (
     UNTRAINED_KEY,
     CheckpointError,
     Detector,
+    fold_frozen_batch_norms,
     load_config,
     load_weights,
     mask_rect,
@@ -168,6 +171,27 @@ def test_batch_forward_returns_one_result_per_image_in_original_pixels(
         assert int((detections.mask_rects[:, 2] * detections.mask_rects[:, 3]).sum()) == len(
             detections.masks
         )
+
+
+@pytest.mark.slow  # two R50-FPNs built and run on the CPU
+@pytest.mark.parametrize("config", [POINTER_YAML, INSULATOR_YAML], ids=["pointer", "insulator"])
+def test_folded_batch_norms_compute_the_same_features(config: Path, untrained_weights) -> None:
+    cfg = load_config(config)
+    model = build_model(cfg).eval()
+    # The stand-in's batch norms are calibrated (pipelines.untrained): far from identities.
+    load_weights(model, untrained_weights(config))
+    reference = copy.deepcopy(model)
+    assert fold_frozen_batch_norms(model) == 53  # ResNet-50: stem, 16 blocks x 3, 4 shortcuts
+    assert fold_frozen_batch_norms(model) == 0
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, 320, 448, generator=generator) * 255
+    x = (image - model.pixel_mean) / model.pixel_std
+    with torch.inference_mode():
+        folded, expected = model.backbone(x), reference.backbone(x)
+    assert folded.keys() == expected.keys()
+    for name, feature in expected.items():
+        scale = float(feature.abs().max())
+        assert float((folded[name] - feature).abs().max()) <= 1e-4 * scale, name
 
 
 def crop_masks(masks: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
