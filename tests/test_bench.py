@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.machine import describe_machine, machine_line
+from bench.sections import LOOP, _loop, _per_image
 from bench.servers import strip_dynamic_batching, write_bench_repository
 from bench.stats import Row, Summary, format_seconds, format_table, paired_ratios, percentile
 from bench.timing import interleaved, rotated
@@ -90,6 +91,16 @@ def test_rotated_and_interleaved_vary_the_order() -> None:
     )
     assert calls == ["a", "b", "a", "b", "b", "a"]
     assert [len(v) for v in samples.values()] == [2, 2]
+
+
+def test_loop_baseline_counts_calls_and_ratios_are_per_image() -> None:
+    calls: list[int] = []
+    wall, latencies = _loop(lambda: calls.append(1), 5)
+    assert len(calls) == len(latencies) == 5 and wall >= sum(latencies)
+    # 8 images in 2 s against 4 in 2 s: half the time per image, twice the images/s.
+    measured = {"dynamic batching": (2.0, [1.0] * 8), LOOP: (2.0, [0.5] * 4)}
+    assert _per_image(measured, "dynamic batching", LOOP) == pytest.approx(0.5)
+    assert _per_image(measured, "dynamic batching", "") is None
 
 
 def test_one_at_a_time_repository(tmp_path: Path) -> None:
