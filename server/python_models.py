@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import triton_python_backend_utils as pb_utils
 
 from pipelines.detector import Detector
@@ -24,6 +25,7 @@ from pipelines.tensors import (
     config_mismatches,
     detector_contract,
 )
+from pipelines.threads import threads_per_instance, usable_cores
 
 __all__ = [
     "DetectorModel",
@@ -156,11 +158,15 @@ class DetectorModel:
             device=device,
         )
         self.forward_batch_size = max(1, int(params[batch_key]))
+        threads = ""
+        if not on_gpu:
+            torch.set_num_threads(threads_per_instance(model_config, usable_cores()))
+            threads = f", {torch.get_num_threads()} torch thread(s)"
         check_config(self.model_name, model_config, detector_contract(self.detector.has_masks))
         pb_utils.Logger.log_info(
             f"{self.model_name}: {params['detectron2_config']} on {device}, weights "
             f"{model_dir / params['weights']}, classes {self.detector.class_names}, "
-            f"{self.forward_batch_size} image(s) per forward"
+            f"{self.forward_batch_size} image(s) per forward{threads}"
         )
         if self.detector.untrained:
             pb_utils.Logger.log_warn(
@@ -192,8 +198,6 @@ class DetectorModel:
                 detections = self.detector([image for _, image in chunk])
             except Exception as error:  # e.g. out of memory: fail these requests, not the model
                 if is_out_of_memory(error) and self.detector.device.type == "cuda":
-                    import torch
-
                     torch.cuda.empty_cache()  # so that the next request finds room
                 for request, _ in chunk:
                     respond(request, failure(f"{self.model_name}: detection failed: {error}"))
