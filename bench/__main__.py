@@ -60,7 +60,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "batching, (5) transport: HTTP, gRPC, shared memory, answer size and parse time. "
             "Baselines are interleaved with what they are compared to, round by round; the "
             "table gives min/median/max and the median of the per-round ratios. Starts its own "
-            "servers on free ports; takes about 10 minutes on 2 CPU cores (--quick: about 3)."
+            "servers on free ports; with the demo detectors it takes about a minute on 2 CPU cores."
         ),
         epilog="Example: make bench BENCH_ARGS='--quick --sections preprocess,transport'",
     )

@@ -20,6 +20,7 @@ from clients.jpeg_client import (
     add_connection_arguments,
     infer_files,
     jpegs_or_exit,
+    run_cli,
 )
 from pipelines.tensors import DETECTIONS, MASKS, MODELS
 
@@ -105,4 +106,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

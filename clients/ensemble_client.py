@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from clients.jpeg_client import (
     add_connection_arguments,
     infer_files,
     jpegs_or_exit,
+    run_cli,
 )
 
 # Outputs this small (sizes, scales) are printed with their values, larger ones by shape only.
@@ -80,4 +80,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

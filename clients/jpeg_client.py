@@ -13,13 +13,14 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -36,6 +37,7 @@ __all__ = [
     "find_jpegs",
     "infer_files",
     "jpegs_or_exit",
+    "run_cli",
 ]
 
 PROTOCOLS = ("http", "grpc")
@@ -206,6 +208,19 @@ def find_jpegs(paths: list[Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
     return found
+
+
+def run_cli(main: Callable[[], int]) -> NoReturn:
+    """Exits with ``main()``'s code; a reader that stops early (``| head``) ends the program
+    quietly, as a Unix tool does, instead of with a ``BrokenPipeError`` traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at /dev/null so that flush is silent.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)
 
 
 def jpegs_or_exit(paths: list[Path]) -> list[Path]:

@@ -222,3 +222,26 @@ def test_clis_exit_2_on_a_missing_path(cli: str, tmp_path: Path) -> None:
         )
         assert run.returncode == 2, run.stderr
         assert message in run.stderr
+
+
+def test_a_cli_piped_into_head_ends_quietly() -> None:
+    program = (
+        "from clients.jpeg_client import run_cli\n"
+        "def main():\n"
+        "    for _ in range(10**6):\n"
+        "        print('dial 0: 1.01 MPa')\n"
+        "    return 0\n"
+        "run_cli(main)\n"
+    )
+    cli = subprocess.Popen(
+        [sys.executable, "-c", program],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert cli.stdout.readline() == "dial 0: 1.01 MPa\n"
+    cli.stdout.close()  # as `| head -1` does
+    error = cli.stderr.read()
+    assert cli.wait(timeout=60) == 1
+    assert error == ""
