@@ -30,6 +30,7 @@ from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
 from nvidia.dali.pipeline import Pipeline
 
+from pipelines.errors import is_out_of_memory
 from pipelines.jpeg import DecodeError, check_jpeg
 
 __all__ = [
@@ -40,23 +41,15 @@ __all__ = [
     "Preprocessor",
     "Resize",
     "decode_and_resize",
-    "is_out_of_memory",
     "resize_like_pil",
 ]
 
 _CHANNEL_ORDERS = {"BGR": types.BGR, "RGB": types.RGB}
+
+
 # How torch (torch.cuda.OutOfMemoryError), CUDA and DALI's allocators word running out of memory.
-_OUT_OF_MEMORY = ("out of memory", "bad_alloc", "allocation failed", "cudaerrormemoryallocation")
-
-
 class PreprocessFault(RuntimeError):
     """Preprocessing failed for the server's reason, not the input's (e.g. out of memory)."""
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is an allocation failure of torch, CUDA or DALI (not a bad input)."""
-    text = str(error).lower()
-    return any(words in text for words in _OUT_OF_MEMORY)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch
 import triton_python_backend_utils as pb_utils
 
 from pipelines.detector import Detector
-from pipelines.preprocess import is_out_of_memory
+from pipelines.errors import is_out_of_memory
 from pipelines.tensors import (
     IMAGE,
     INVALID_INPUT,

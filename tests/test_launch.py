@@ -190,14 +190,18 @@ def test_watchdog_as_a_containers_pid_1_stops_on_sigterm(tmp_path: Path, signals
             sock.bind(("127.0.0.1", port))  # free again
 
 
-def test_cpu_instances_of_a_detector_share_the_cores(tmp_path: Path) -> None:
+def test_cpu_instances_of_a_detector_share_the_cores_and_load_no_dali(tmp_path: Path) -> None:
     repository = copy_models(tmp_path / "repository", "pointer")
     config = repository / "pointer" / "config.pbtxt"
     config.write_text(config.read_text() + "\ninstance_group [ { kind: KIND_CPU, count: 2 } ]\n")
     server = server_on(repository, tmp_path)
     with server:
         server.wait_until_ready(timeout_s=300)
-        assert len(server.stubs().get("pointer", set())) == 2
+        stubs = server.stubs().get("pointer", set())
+        assert len(stubs) == 2
+        # A detector needs no DALI (about 65 MiB per process): only "preprocess" loads it.
+        for pid in stubs:
+            assert "nvidia/dali" not in Path(f"/proc/{pid}/maps").read_text()
     threads = max(1, len(os.sched_getaffinity(0)) // 2)
     log = server.log_text()
     assert log.count(f"image(s) per forward, {threads} torch thread(s)") == 2, log[-3000:]

@@ -11,6 +11,7 @@ from detectron2.config import get_cfg
 from detectron2.data import transforms as T
 from PIL import Image
 
+from pipelines.errors import is_out_of_memory
 from pipelines.preprocess import (
     DecodeError,
     PreprocessConfig,
@@ -18,7 +19,6 @@ from pipelines.preprocess import (
     PreprocessFault,
     Preprocessor,
     Resize,
-    is_out_of_memory,
     resize_like_pil,
 )
 from tests.bad_inputs import bad_input
