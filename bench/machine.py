@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from pipelines.threads import usable_cores
 
 __all__ = ["describe_machine", "machine_line"]
 
@@ -67,7 +68,7 @@ def describe_machine(
         cores: CPUs this process may run on.
     """
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cores = usable_cores()
     return {
         "cpu": _cpu_model(_read("/proc/cpuinfo") if cpuinfo is None else cpuinfo),
         "cores": cores,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = ["is_out_of_memory"]
 
+# How torch (torch.cuda.OutOfMemoryError), CUDA and DALI's allocators word running out of memory.
 _OUT_OF_MEMORY = ("out of memory", "bad_alloc", "allocation failed", "cudaerrormemoryallocation")
 
 

@@ -47,7 +47,6 @@ __all__ = [
 _CHANNEL_ORDERS = {"BGR": types.BGR, "RGB": types.RGB}
 
 
-# How torch (torch.cuda.OutOfMemoryError), CUDA and DALI's allocators word running out of memory.
 class PreprocessFault(RuntimeError):
     """Preprocessing failed for the server's reason, not the input's (e.g. out of memory)."""
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from detectron2.utils.logger import setup_logger
 
 from pipelines.detector import read_yaml_config
+from pipelines.threads import usable_cores
 from training.augment import PhotometricJitter
 
 __all__ = ["DatasetError", "build_config", "check_dataset", "main", "train"]
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--threads",
         type=int,
-        default=len(os.sched_getaffinity(0)),
+        default=usable_cores(),
         help="torch CPU threads; give each concurrent run its own cores (oversubscribed "
         "threads cost far more than they gain). Default is every usable core.",
     )
