@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
 
 from pipelines.detector import Detector
 from server.launch import REPO_ROOT
@@ -19,7 +22,7 @@ from training import gauges, insulators
 from training.augment import Jitter, PhotometricJitter, apply_jitter
 from training.coco import write_coco
 from training.export import export_weights
-from training.train import DatasetError, check_dataset
+from training.train import DatasetError, Trainer, build_config, check_dataset
 
 POINTER_YAML = REPO_ROOT / "repository" / "pointer" / "mask_rcnn_R18_FPN_demo.yaml"
 INSULATOR_YAML = REPO_ROOT / "repository" / "insulator" / "centernet2_R18_FPN_demo.yaml"
@@ -116,6 +119,32 @@ def test_a_few_iterations_train_export_and_load(
     assert size <= 40 * 2**20
     detector = Detector(config, tmp_path / "demo.pth")
     assert not detector.untrained
+
+
+def test_mixed_precision_on_a_cpu_runs_the_forward_in_bfloat16(
+    gauge_set: Path, tmp_path: Path
+) -> None:
+    cfg = build_config(POINTER_YAML, tmp_path, "cpu", [*SMOKE, "SOLVER.MAX_ITER", "1"])
+    assert cfg.SOLVER.AMP.ENABLED, "the demo recipes train in mixed precision"
+    register_coco_instances("train", {}, gauge_set / "annotations.json", gauge_set / "images")
+    try:
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=False)
+        features = []
+        trainer.model.backbone.register_forward_hook(
+            lambda _, __, out: features.append(out["p2"].dtype)
+        )
+        trainer.train()
+    finally:
+        DatasetCatalog.remove("train")
+        MetadataCatalog.remove("train")
+    # Where the CPU has no bfloat16 instructions the trainer falls back to float32.
+    expected = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+    assert features == [expected]
+    weights = torch.load(tmp_path / "model_final.pth", weights_only=False)["model"]
+    assert {tensor.dtype for tensor in weights.values() if tensor.is_floating_point()} == {
+        torch.float32
+    }
 
 
 @pytest.mark.slow

@@ -36,7 +36,15 @@ from pipelines.detector import read_yaml_config
 from pipelines.threads import usable_cores
 from training.augment import PhotometricJitter
 
-__all__ = ["DatasetError", "build_config", "check_dataset", "main", "train"]
+__all__ = [
+    "DatasetError",
+    "Trainer",
+    "build_config",
+    "check_dataset",
+    "cpu_mixed_precision",
+    "main",
+    "train",
+]
 
 logger = logging.getLogger("training")
 
@@ -101,13 +109,45 @@ def build_config(
     return cfg
 
 
-class _Trainer(DefaultTrainer):
-    """detectron2's trainer with photometric augmentation, writing metrics to the log and
-    metrics.json only.
+def cpu_mixed_precision(cfg: CfgNode) -> bool:
+    """Whether training runs its forward in bfloat16 autocast on the CPU.
+
+    ``SOLVER.AMP.ENABLED`` means mixed precision on either device: on CUDA it is detectron2's own
+    float16 ``AMPTrainer``; on a CPU it is bfloat16 (oneDNN's bfloat16 convolutions, on CPUs with
+    AVX512-BF16 or AMX), weights and optimizer staying float32. A CPU without bfloat16
+    instructions would only emulate it, slower than float32, so it trains in float32 there.
+    """
+    if not (cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu"):
+        return False
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        logger.warning(
+            "SOLVER.AMP.ENABLED: this CPU has no bfloat16 instructions; training in float32."
+        )
+        return False
+    return True
+
+
+class Trainer(DefaultTrainer):
+    """detectron2's trainer with photometric augmentation and CPU mixed precision, writing
+    metrics to the log and metrics.json only.
 
     Its log line every 20 iterations carries the ETA, losses, time per iteration and rate.
     (The default writers also want TensorBoard, which this project does not install.)
     """
+
+    def __init__(self, cfg: CfgNode) -> None:
+        bfloat16 = cpu_mixed_precision(cfg)
+        if cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu":
+            # detectron2's AMPTrainer is CUDA-only: build the plain trainer, then autocast.
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.SOLVER.AMP.ENABLED = False
+            cfg.freeze()
+        super().__init__(cfg)
+        if bfloat16:
+            # The forward only: backward ops follow the forward's types by themselves, and
+            # the module stays the one the checkpointer saves (float32 weights, same keys).
+            self.model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(self.model.forward)
 
     def build_writers(self) -> list:
         return [
@@ -132,7 +172,7 @@ def train(cfg: CfgNode, resume: bool) -> Path:
     Raises:
         KeyboardInterrupt: after the interrupted run's checkpoint is saved.
     """
-    trainer = _Trainer(cfg)
+    trainer = Trainer(cfg)
     trainer.resume_or_load(resume=resume)
     try:
         trainer.train()
