@@ -121,6 +121,32 @@ def test_a_few_iterations_train_export_and_load(
     assert not detector.untrained
 
 
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("config", "dataset"), [(POINTER_YAML, "gauge_set"), (INSULATOR_YAML, "insulator_set")]
+)
+def test_the_demo_recipes_train_on_the_gpu_in_mixed_precision(
+    config: Path, dataset: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a GPU (torch.cuda.is_available() is False): GPU training not tested")
+    output = tmp_path / "run"
+    command = train_command(config, request.getfixturevalue(dataset), output, "--device", "cuda")
+    run = subprocess.run(
+        [*command, *SMOKE, "SOLVER.MAX_ITER", "20"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    # detectron2's float16 AMPTrainer: every logged loss finite.
+    metrics = [json.loads(line) for line in (output / "metrics.json").read_text().splitlines()]
+    assert metrics
+    assert all(np.isfinite(m["total_loss"]) for m in metrics if "total_loss" in m)
+
+
 def test_mixed_precision_on_a_cpu_runs_the_forward_in_bfloat16(
     gauge_set: Path, tmp_path: Path
 ) -> None:
