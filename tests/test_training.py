@@ -61,6 +61,17 @@ def train_command(config: Path, dataset: Path, output: Path, *extra: str) -> lis
     ]  # fmt: skip
 
 
+def run_training(command: list[str], iterations: int) -> subprocess.CompletedProcess[str]:
+    """``command`` with the smoke settings for ``iterations`` iterations, to its end."""
+    return subprocess.run(
+        [*command, *SMOKE, "SOLVER.MAX_ITER", str(iterations)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+    )
+
+
 def test_dataset_categories_must_be_the_class_names(gauge_set: Path, tmp_path: Path) -> None:
     annotations, images = gauge_set / "annotations.json", gauge_set / "images"
     assert check_dataset(annotations, images, ["pointer", "dial"]) == 6
@@ -104,14 +115,7 @@ def test_a_few_iterations_train_export_and_load(
     config: Path, dataset: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     output = tmp_path / "run"
-    command = train_command(config, request.getfixturevalue(dataset), output)
-    run = subprocess.run(
-        [*command, *SMOKE, "SOLVER.MAX_ITER", "3"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=600,
-    )
+    run = run_training(train_command(config, request.getfixturevalue(dataset), output), 3)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "eta:" in run.stdout, "detectron2's progress line with the time left"
     assert (output / "model_final.pth").is_file()
@@ -133,13 +137,7 @@ def test_the_demo_recipes_train_on_the_gpu_in_mixed_precision(
         pytest.skip("needs a GPU (torch.cuda.is_available() is False): GPU training not tested")
     output = tmp_path / "run"
     command = train_command(config, request.getfixturevalue(dataset), output, "--device", "cuda")
-    run = subprocess.run(
-        [*command, *SMOKE, "SOLVER.MAX_ITER", "20"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=600,
-    )
+    run = run_training(command, 20)
     assert run.returncode == 0, run.stderr[-3000:]
     # detectron2's float16 AMPTrainer: every logged loss finite.
     metrics = [json.loads(line) for line in (output / "metrics.json").read_text().splitlines()]
