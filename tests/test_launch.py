@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.threads import usable_cores
 from server.launch import REPO_ROOT, ServerStartError, processes_in_group
 from tests.support import free_ports, probe_ready, server_on
 
@@ -202,6 +203,6 @@ def test_cpu_instances_of_a_detector_share_the_cores_and_load_no_dali(tmp_path: 
         # A detector needs no DALI (about 65 MiB per process): only "preprocess" loads it.
         for pid in stubs:
             assert "nvidia/dali" not in Path(f"/proc/{pid}/maps").read_text()
-    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    threads = max(1, usable_cores() // 2)
     log = server.log_text()
     assert log.count(f"image(s) per forward, {threads} torch thread(s)") == 2, log[-3000:]

@@ -41,7 +41,7 @@ __all__ = [
     "Trainer",
     "build_config",
     "check_dataset",
-    "cpu_mixed_precision",
+    "cpu_has_bfloat16",
     "main",
     "train",
 ]
@@ -109,22 +109,20 @@ def build_config(
     return cfg
 
 
-def cpu_mixed_precision(cfg: CfgNode) -> bool:
-    """Whether training runs its forward in bfloat16 autocast on the CPU.
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 (oneDNN's bfloat16 convolutions: AVX512-BF16 or AMX).
 
     ``SOLVER.AMP.ENABLED`` means mixed precision on either device: on CUDA it is detectron2's own
-    float16 ``AMPTrainer``; on a CPU it is bfloat16 (oneDNN's bfloat16 convolutions, on CPUs with
-    AVX512-BF16 or AMX), weights and optimizer staying float32. A CPU without bfloat16
-    instructions would only emulate it, slower than float32, so it trains in float32 there.
+    float16 ``AMPTrainer``; on a CPU it is bfloat16 autocast of the forward, weights and optimizer
+    staying float32. A CPU without bfloat16 instructions would only emulate it, slower than
+    float32, so it trains in float32 there and says so.
     """
-    if not (cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu"):
-        return False
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        logger.warning(
-            "SOLVER.AMP.ENABLED: this CPU has no bfloat16 instructions; training in float32."
-        )
-        return False
-    return True
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return True
+    logger.warning(
+        "SOLVER.AMP.ENABLED: this CPU has no bfloat16 instructions; training in float32."
+    )
+    return False
 
 
 class Trainer(DefaultTrainer):
@@ -136,15 +134,15 @@ class Trainer(DefaultTrainer):
     """
 
     def __init__(self, cfg: CfgNode) -> None:
-        bfloat16 = cpu_mixed_precision(cfg)
-        if cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu":
+        cpu_amp = cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu"
+        if cpu_amp:
             # detectron2's AMPTrainer is CUDA-only: build the plain trainer, then autocast.
             cfg = cfg.clone()
             cfg.defrost()
             cfg.SOLVER.AMP.ENABLED = False
             cfg.freeze()
         super().__init__(cfg)
-        if bfloat16:
+        if cpu_amp and cpu_has_bfloat16():
             # The forward only: backward ops follow the forward's types by themselves, and
             # the module stays the one the checkpointer saves (float32 weights, same keys).
             self.model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(self.model.forward)
