@@ -18,6 +18,7 @@ from bench.accuracy.metrics import (
     MAX_GOALS,
     Figure,
     Share,
+    ap50_by_truth,
     ap50_per_class,
     box_iou,
     empty_image_detections,
@@ -236,6 +237,36 @@ def test_detections_on_empty_images_are_counted() -> None:
     assert values["detections on empty images"] == 2
     # Scored below the true ones, the false alarms leave AP50 at 1.
     assert values["insulator AP50 (box)"] == pytest.approx(1.0)
+
+
+def test_ap50_by_truth_tells_which_styles_are_missed() -> None:
+    truth = _insulator_truth()
+    perfect = _perfect(truth, masks=False)  # image 1 only: image 2 is empty
+    # Image 3: image 1's objects again, in another material, and nothing found on it.
+    truth["images"].append({**truth["images"][0], "id": 3, "file_name": "000003.jpg"})
+    truth["annotations"] += [
+        {**a, "id": a["id"] + 10, "image_id": 3} for a in list(truth["annotations"])
+    ]
+    materials = (["glass", "porcelain", "glass"], [], ["shed"])
+    for image, drawn in zip(truth["images"], materials, strict=True):
+        image["truth"] = {"materials": drawn, "sky": "dusk"}
+
+    figures = ap50_by_truth("insulators", truth, perfect, ("materials", "sky", "missing"))
+    values = {f.name: f.value for f in figures}
+    assert list(values) == [
+        "insulator AP50, materials glass+porcelain",
+        "defect AP50, materials glass+porcelain",
+        "insulator AP50, materials shed",
+        "defect AP50, materials shed",
+        "insulator AP50, sky dusk",
+        "defect AP50, sky dusk",
+    ]
+    assert values["defect AP50, materials glass+porcelain"] == pytest.approx(1.0)
+    assert values["defect AP50, materials shed"] == 0.0
+    assert values["defect AP50, sky dusk"] == pytest.approx(0.5, abs=0.01)  # half found
+    assert figures[3].detail == "1 objects, 1 images"
+    assert all(f.goal is None for f in figures)
+    assert "insulators" in SETS and SETS["insulators"].styles
 
 
 def test_false_alarm_scored_above_the_truth_lowers_ap() -> None:

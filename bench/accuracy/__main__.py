@@ -23,6 +23,7 @@ from bench.accuracy.metrics import (
     MAX_GOALS,
     ClassCurve,
     Figure,
+    ap50_by_truth,
     evaluate_set,
     first_images,
     instances_to_detections,
@@ -53,17 +54,21 @@ class HeldOutSet:
         masks: whether to score masks too.
         per_gauge: whether to score whole gauges (dial and pointer found).
         readings: whether to score the answer's meter readings against ``truth["gauges"]``.
+        styles: the image ``truth`` keys to break the box AP50 down by (held-out styles).
     """
 
     model: str
     masks: bool
     per_gauge: bool
     readings: bool = False
+    styles: tuple[str, ...] = ()
 
 
 SETS = {
     "gauges": HeldOutSet("pointer", masks=True, per_gauge=True, readings=True),
-    "insulators": HeldOutSet("insulator", masks=False, per_gauge=False),
+    "insulators": HeldOutSet(
+        "insulator", masks=False, per_gauge=False, styles=("materials", "sky", "backdrop")
+    ),
 }
 
 # The dial class whose calibration the server reads every gauge with.
@@ -279,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"accuracy: {machine_line(machine)}", file=sys.stderr)
     folders = {name: heldout_dir(args.data, name) for name in args.sets}
     figures: list[Figure] = []
+    by_style: list[Figure] = []
     curves: dict[str, dict[str, ClassCurve]] = {}
     sets: dict[str, dict[str, Any]] = {}
     reading_summaries: dict[str, ReadingSummary] = {}
@@ -303,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (out / f"detections_{name}.json").write_text(json.dumps(detections))
                 result = evaluate_set(name, ground_truth, detections, spec.masks, spec.per_gauge)
                 figures += result.figures
+                by_style += ap50_by_truth(name, ground_truth, detections, spec.styles)
                 curves[name] = result.curves
                 failed_images += len(errors)
                 sets[name] = {
@@ -336,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine_line(machine)}."
     )
     print(f"\n{header}\n\n{table}\n", flush=True)
+    if by_style:
+        print(f"By held-out style (no goals):\n\n{format_table(by_style)}\n", flush=True)
     if failed_images:
         print(f"accuracy: {failed_images} image(s) failed; they count as missed", file=sys.stderr)
     goals = [f for f in figures if f.goal is not None]
@@ -347,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sets": sets,
         "figures": [asdict(f) for f in figures],
         "goals": [{**asdict(f), "passed": f.passed} for f in goals],
+        "by_style": [asdict(f) for f in by_style],
         "all_goals_passed": all(f.passed for f in goals),
     }
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -358,6 +358,53 @@ def empty_image_detections(
     return EmptyImages(len(empty), sum(per_image.values()), len(per_image))
 
 
+def ap50_by_truth(
+    set_name: str,
+    ground_truth: Mapping[str, Any],
+    detections: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+) -> list[Figure]:
+    """Box AP50 per class on each group of images that share a value of ``image["truth"][key]``.
+
+    Tells which held-out styles the misses come from. A list value (the materials of an
+    insulator photo) groups by its distinct members joined with ``+``; images without the key or
+    with an empty value are left out, and a group without an object of a class gives that class
+    no figure. Figures carry no goal.
+
+    Args:
+        set_name: e.g. ``"insulators"``.
+        ground_truth: the set's COCO document, its images with a ``truth`` mapping.
+        detections: COCO result entries for its images.
+        keys: the ``truth`` keys to group by, one group of figures each, in this order.
+    """
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    figures: list[Figure] = []
+    for key in keys:
+        groups: dict[str, set[int]] = defaultdict(set)
+        for image in ground_truth["images"]:
+            value = image.get("truth", {}).get(key)
+            if isinstance(value, list):
+                value = "+".join(sorted(set(map(str, value))))
+            if value:
+                groups[str(value)].add(image["id"])
+        for value, ids in sorted(groups.items()):
+            annotations = [a for a in ground_truth["annotations"] if a["image_id"] in ids]
+            subset = {
+                **ground_truth,
+                "images": [i for i in ground_truth["images"] if i["id"] in ids],
+                "annotations": annotations,
+            }
+            curves = ap50_per_class(subset, [d for d in detections if d["image_id"] in ids])
+            objects = Counter(names[a["category_id"]] for a in annotations)
+            for name, curve in curves.items():
+                if curve.ap50 is not None:
+                    detail = f"{objects[name]} objects, {len(ids)} images"
+                    figures.append(
+                        Figure(set_name, f"{name} AP50, {key} {value}", curve.ap50, "ap", detail)
+                    )
+    return figures
+
+
 def evaluate_set(
     set_name: str,
     ground_truth: Mapping[str, Any],
