@@ -252,7 +252,7 @@ def test_ap50_by_truth_tells_which_styles_are_missed() -> None:
         image["truth"] = {"materials": drawn, "sky": "dusk"}
 
     figures = ap50_by_truth("insulators", truth, perfect, ("materials", "sky", "missing"))
-    values = {f.name: f.value for f in figures}
+    values = _values(figures)
     assert list(values) == [
         "insulator AP50, materials glass+porcelain",
         "defect AP50, materials glass+porcelain",

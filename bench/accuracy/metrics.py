@@ -147,15 +147,19 @@ class SetResult:
     curves: dict[str, ClassCurve]
 
 
-def first_images(document: Mapping[str, Any], limit: int | None) -> dict[str, Any]:
-    """The ground truth cut to its first ``limit`` images (all of them for ``None``)."""
-    images = list(document["images"][:limit])
+def _cut_to(document: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ground truth cut to ``images`` and their annotations."""
     kept = {image["id"] for image in images}
     return {
         **document,
-        "images": images,
+        "images": list(images),
         "annotations": [a for a in document["annotations"] if a["image_id"] in kept],
     }
+
+
+def first_images(document: Mapping[str, Any], limit: int | None) -> dict[str, Any]:
+    """The ground truth cut to its first ``limit`` images (all of them for ``None``)."""
+    return _cut_to(document, document["images"][:limit])
 
 
 def full_mask(instance: Instance, height: int, width: int) -> np.ndarray:
@@ -380,25 +384,21 @@ def ap50_by_truth(
     names = {c["id"]: c["name"] for c in ground_truth["categories"]}
     figures: list[Figure] = []
     for key in keys:
-        groups: dict[str, set[int]] = defaultdict(set)
+        groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
         for image in ground_truth["images"]:
             value = image.get("truth", {}).get(key)
             if isinstance(value, list):
                 value = "+".join(sorted(set(map(str, value))))
             if value:
-                groups[str(value)].add(image["id"])
-        for value, ids in sorted(groups.items()):
-            annotations = [a for a in ground_truth["annotations"] if a["image_id"] in ids]
-            subset = {
-                **ground_truth,
-                "images": [i for i in ground_truth["images"] if i["id"] in ids],
-                "annotations": annotations,
-            }
+                groups[str(value)].append(image)
+        for value, images in sorted(groups.items()):
+            subset = _cut_to(ground_truth, images)
+            ids = {image["id"] for image in images}
             curves = ap50_per_class(subset, [d for d in detections if d["image_id"] in ids])
-            objects = Counter(names[a["category_id"]] for a in annotations)
+            objects = Counter(names[a["category_id"]] for a in subset["annotations"])
             for name, curve in curves.items():
                 if curve.ap50 is not None:
-                    detail = f"{objects[name]} objects, {len(ids)} images"
+                    detail = f"{objects[name]} objects, {len(images)} images"
                     figures.append(
                         Figure(set_name, f"{name} AP50, {key} {value}", curve.ap50, "ap", detail)
                     )
