@@ -328,6 +328,21 @@ def test_gpu_and_shared_memory(deployment: dict[str, Any], container: dict[str, 
     assert quantity_bytes(dshm["sizeLimit"]) >= shm_needed()
 
 
+def test_pods_land_only_on_gpus_the_image_was_built_for(deployment: dict[str, Any]) -> None:
+    """Blackwell (compute 10.x, 12.x) has no kernels in torch 2.7.1+cu126: the node affinity
+    admits the compute capabilities of the Dockerfile's arch list and nothing else."""
+    arches = dockerfile_args()["TORCH_CUDA_ARCH_LIST"].split(";")
+    built = sorted({arch.split(".")[0] for arch in arches})
+    affinity = deployment["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert len(terms) == 1, "one term: every other term would admit nodes of its own"
+    (expression,) = terms[0]["matchExpressions"]
+    assert expression["key"] == "nvidia.com/gpu.compute.major"
+    assert expression["operator"] == "In"
+    assert sorted(expression["values"]) == built
+    assert not {"10", "12"} & set(expression["values"])
+
+
 def test_model_store_mounts_match_the_image(container: dict[str, Any]) -> None:
     repository_flag = server_flags(dockerfile_cmd())["--model-repository"][0]
     workdirs = [line.split()[1] for line in dockerfile_lines() if line.startswith("WORKDIR ")]
