@@ -89,7 +89,7 @@ class TritonServer:
             model_repository: the Triton model repository to serve.
             build_dir: where the backend directory is assembled.
             log_path: file for the server's log; ``None`` inherits this process's stdout.
-            cuda_memory_pool_bytes: GPU 0's CUDA memory pool, where ensemble intermediates live
+            cuda_memory_pool_bytes: each GPU's CUDA memory pool, where ensemble intermediates live
                 (the GPU tests shrink it to prove an exhausted pool fails loudly).
         """
         self.ports = ports
@@ -119,7 +119,12 @@ class TritonServer:
             *REQUIRED_FLAGS,
             f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
-            f"--cuda-memory-pool-byte-size=0:{self.cuda_memory_pool_bytes}",
+            # One pool per GPU: a GPU left out keeps the 64 MiB default, and its instances the
+            # silent corruption above.
+            *(
+                f"--cuda-memory-pool-byte-size={gpu}:{self.cuda_memory_pool_bytes}"
+                for gpu in visible_gpus()
+            ),
             # GPU metrics need NVML; without a GPU they only add errors to the log.
             f"--allow-gpu-metrics={'true' if _has_nvidia_gpu() else 'false'}",
         ]
@@ -269,6 +274,21 @@ def processes_in_group(pgid: int) -> list[int]:
             if os.getpgid(int(entry.name)) == pgid:
                 pids.append(int(entry.name))
     return pids
+
+
+def visible_gpus() -> list[int]:
+    """Triton's ids of the GPUs it will see: ``CUDA_VISIBLE_DEVICES``'s entries where it is set,
+    else every GPU ``nvidia-smi -L`` lists. Always at least GPU 0, so that the command is the
+    same on a machine without a GPU as in the image, whose ``CMD`` sizes GPU 0's pool."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        count = len([entry for entry in visible.split(",") if entry.strip()])
+    elif shutil.which("nvidia-smi") is not None:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+        count = sum(line.startswith("GPU ") for line in listed.stdout.splitlines())
+    else:
+        count = 0
+    return list(range(max(1, count)))
 
 
 def _has_nvidia_gpu() -> bool:

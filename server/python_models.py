@@ -31,6 +31,7 @@ __all__ = [
     "DetectorModel",
     "check_config",
     "failure",
+    "instance_gpu",
     "invalid_argument",
     "model_parameters",
     "one_sample",
@@ -56,6 +57,21 @@ def yes_or_no(parameters: dict[str, str], key: str) -> bool:
     if value not in ("yes", "no"):
         raise ValueError(f'parameter {key} must be "yes" or "no", got {parameters[key]!r}')
     return value == "yes"
+
+
+def instance_gpu(args: dict[str, Any]) -> int | None:
+    """The GPU a model instance was placed on, made the stub's current CUDA device; ``None``
+    for a CPU instance.
+
+    Triton starts one stub per instance, and each stub sees every GPU of the node: anything
+    that uses the current device (a stream, a cache, a context) would otherwise land on GPU 0,
+    with a CUDA context of its own there (hundreds of MB) for every stub of the other GPUs.
+    """
+    if args["model_instance_kind"] != "GPU":
+        return None
+    device_id = int(args["model_instance_device_id"])
+    torch.cuda.set_device(device_id)
+    return device_id
 
 
 def check_config(model_name: str, model_config: dict[str, Any], contract: Contract) -> None:
@@ -149,8 +165,9 @@ class DetectorModel:
         params = model_parameters(model_config)
         model_dir = Path(args["model_repository"])
         self.model_name = args["model_name"]
-        on_gpu = args["model_instance_kind"] == "GPU"
-        device = f"cuda:{args['model_instance_device_id']}" if on_gpu else "cpu"
+        gpu = instance_gpu(args)
+        on_gpu = gpu is not None
+        device = f"cuda:{gpu}" if on_gpu else "cpu"
         batch_key = "gpu_forward_batch_size" if on_gpu else "cpu_forward_batch_size"
         self.detector = Detector(
             config_path=model_dir / params["detectron2_config"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from PIL import Image
 
 from clients.jpeg_client import InferenceServerException
 from pipelines.preprocess import Preprocessor
-from server.launch import TritonServer
+from server.launch import TritonServer, processes_in_group
 from tests.bad_inputs import bad_input
 from tests.support import (
     as_array,
@@ -37,6 +38,9 @@ HAS_GPU = torch.cuda.is_available()
 # was copied through pinned host memory with the wrong direction (server #7148): the response
 # goes out anyway, its tensor corrupt. Never acceptable in a log.
 SILENT_CORRUPTION = re.compile(r"falling back to pinned|failed to copy data", re.IGNORECASE)
+# The smallest card the shipped repository must fit is 16 GiB; a quarter of it stays spare for
+# the driver, fragmentation and bursts larger than the test's.
+GPU_BUDGET_BYTES = 12 << 30
 
 
 def needs_gpu() -> None:
@@ -168,3 +172,47 @@ def test_32_concurrent_mixed_requests_never_corrupt_silently(
         assert failed == 0, f"{failed} good requests failed with the shipped pool"
         assert not SILENT_CORRUPTION.search(log)
     print(f"pool {pool_bytes or 'shipped'}: {failed} good requests failed loudly")
+
+
+def gpu_memory_by_process() -> dict[int, dict[str, int]]:
+    """nvidia-smi's compute processes: pid -> {GPU uuid: bytes used there}."""
+    query = "--query-compute-apps=pid,gpu_uuid,used_memory"
+    lines = subprocess.run(
+        ["nvidia-smi", query, "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    usage: dict[int, dict[str, int]] = {}
+    for line in filter(None, map(str.strip, lines)):
+        pid, uuid, mib = (field.strip() for field in line.split(","))
+        usage.setdefault(int(pid), {})[uuid] = int(mib) << 20
+    return usage
+
+
+def test_each_stub_stays_on_its_gpu_and_the_server_fits_a_16_gb_card(
+    gpu_server: TritonServer, scenes: dict[str, bytes]
+) -> None:
+    """After a burst of 8 concurrent 12-megapixel photos through ``inspect`` ``both`` (DALI's
+    and torch's pools only grow), every process of the server holds memory on one GPU only
+    (``torch.cuda.set_device`` in each stub) and all of them together fit the budget."""
+    photo = Image.open(io.BytesIO(scenes["both"])).resize((4000, 3000))
+    big = io.BytesIO()
+    photo.save(big, format="JPEG", quality=90)
+
+    def send(_: int) -> None:
+        with connect(gpu_server, "grpc") as client:
+            client.infer("inspect", big.getvalue(), {"MODELS": "both"})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(send, range(8)))
+    usage = gpu_memory_by_process()
+    server = {pid: usage[pid] for pid in processes_in_group(gpu_server.pid) if pid in usage}
+    assert server, f"nvidia-smi shows none of the server's processes (PID namespace?): {usage}"
+    names = {pid: model for model, pids in gpu_server.stubs().items() for pid in pids}
+    figures = {f"{names.get(pid, 'tritonserver')} ({pid})": gpus for pid, gpus in server.items()}
+    print("GPU memory by process, MiB:", {k: sum(v.values()) >> 20 for k, v in figures.items()})
+    on_many = {name: gpus for name, gpus in figures.items() if len(gpus) > 1}
+    assert not on_many, f"processes holding memory on more than one GPU: {on_many}"
+    total = sum(sum(gpus.values()) for gpus in server.values())
+    assert total <= GPU_BUDGET_BYTES, f"{total >> 20} MiB used, budget {GPU_BUDGET_BYTES >> 20} MiB"

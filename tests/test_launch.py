@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.threads import usable_cores
-from server.launch import REPO_ROOT, ServerStartError, processes_in_group
+from server.launch import REPO_ROOT, ServerStartError, processes_in_group, visible_gpus
 from tests.support import free_ports, probe_ready, server_on
 
 pytestmark = pytest.mark.server
@@ -35,6 +35,20 @@ STOPS = {
     "sigterm": [(signal.SIGTERM, False)],
     "sigterm to the group twice": [(signal.SIGTERM, True), (signal.SIGTERM, True)],
 }
+
+
+@pytest.mark.parametrize(
+    ("visible", "gpus"),
+    [("0,1", [0, 1]), ("3", [0]), ("", [0]), ("GPU-a, GPU-b, GPU-c", [0, 1, 2])],
+)
+def test_every_visible_gpu_gets_a_cuda_pool(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, visible: str, gpus: list[int]
+) -> None:
+    """Triton numbers the visible GPUs from 0; each gets the launcher's pool, GPU 0 always."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert visible_gpus() == gpus
+    pools = [f for f in server_on(REPO_ROOT / "repository", tmp_path).command() if "pool" in f]
+    assert [f.split("=")[1].split(":")[0] for f in pools] == [str(gpu) for gpu in gpus]
 
 
 @pytest.mark.parametrize("stop", sorted(STOPS))

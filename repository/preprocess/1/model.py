@@ -14,6 +14,7 @@ from pipelines.tensors import JPEG, ORIGINAL_SIZE, preprocess_contract
 from server.python_models import (
     check_config,
     failure,
+    instance_gpu,
     invalid_argument,
     model_parameters,
     output_tensor,
@@ -28,8 +29,7 @@ class TritonPythonModel:
             o["name"] for o in model_config["output"] if o["name"] != ORIGINAL_SIZE
         ]
         check_config("preprocess", model_config, preprocess_contract(self.image_outputs))
-        on_gpu = args["model_instance_kind"] == "GPU"
-        device_id = int(args["model_instance_device_id"]) if on_gpu else None
+        device_id = instance_gpu(args)
         config = PreprocessConfig.from_parameters(
             model_parameters(model_config), self.image_outputs
         )
@@ -39,7 +39,11 @@ class TritonPythonModel:
             max_batch_size=max(1, model_config["max_batch_size"]),
             device_id=device_id,
         )
-        where = f"DALI decode on GPU {device_id}" if on_gpu else "DALI decode, torch resize on CPU"
+        where = (
+            "DALI decode, torch resize on CPU"
+            if device_id is None
+            else f"DALI decode on GPU {device_id}"
+        )
         pb_utils.Logger.log_info(f"preprocess: {where}, {config}")
 
     def execute(self, requests):
