@@ -216,3 +216,32 @@ def test_each_stub_stays_on_its_gpu_and_the_server_fits_a_16_gb_card(
     assert not on_many, f"processes holding memory on more than one GPU: {on_many}"
     total = sum(sum(gpus.values()) for gpus in server.values())
     assert total <= GPU_BUDGET_BYTES, f"{total >> 20} MiB used, budget {GPU_BUDGET_BYTES >> 20} MiB"
+
+
+def test_out_of_gpu_memory_is_a_server_error_and_the_next_request_is_answered(
+    gpu_server: TritonServer, scenes: dict[str, bytes]
+) -> None:
+    """The test fills the GPU, then sends a 48-megapixel photo, which needs memory no stub has
+    cached: the answer is a server error naming the cause, never a bad request; once the memory
+    is free again the same request is answered."""
+    needs_gpu()
+    photo = Image.open(io.BytesIO(scenes["both"])).resize((8000, 6000))
+    big = io.BytesIO()
+    photo.save(big, format="JPEG", quality=90)
+    free, _ = torch.cuda.mem_get_info(0)
+    hog = torch.empty(free - (32 << 20), dtype=torch.uint8, device="cuda:0")
+    try:
+        with (
+            connect(gpu_server, "http") as client,
+            pytest.raises(InferenceServerException) as error,
+        ):
+            client.infer("inspect", big.getvalue(), {"MODELS": "both"})
+    finally:
+        del hog
+        torch.cuda.empty_cache()
+    print(f"out of memory: {error.value.status()} {error.value.message()}")
+    assert error.value.status() not in ("400", None)
+    assert "out of memory" in error.value.message().lower()
+    with connect(gpu_server, "http") as client:
+        outputs = client.infer("inspect", big.getvalue(), {"MODELS": "both"})
+    assert outputs
