@@ -81,6 +81,7 @@ class TritonServer:
         build_dir: Path = REPO_ROOT / "build" / "triton",
         log_path: Path | None = None,
         cuda_memory_pool_bytes: int = CUDA_POOL_BYTES,
+        trace_file: Path | None = None,
     ) -> None:
         """Prepares the command; nothing starts until :meth:`start`.
 
@@ -91,11 +92,15 @@ class TritonServer:
             log_path: file for the server's log; ``None`` inherits this process's stdout.
             cuda_memory_pool_bytes: each GPU's CUDA memory pool, where ensemble intermediates live
                 (the GPU tests shrink it to prove an exhausted pool fails loudly).
+            trace_file: where Triton writes request traces, ``<file>.<n>`` every
+                ``log_frequency`` traces; tracing starts off and is turned on through the trace
+                API (``update_trace_settings``), which cannot name the file itself.
         """
         self.ports = ports
         self.model_repository = model_repository
         self.log_path = log_path
         self.cuda_memory_pool_bytes = cuda_memory_pool_bytes
+        self.trace_file = trace_file
         self._install = find_triton_install()
         self._backend_dir = assemble_backend_directory(self._install, build_dir)
         self._process: subprocess.Popen[bytes] | None = None
@@ -127,6 +132,11 @@ class TritonServer:
             ),
             # GPU metrics need NVML; without a GPU they only add errors to the log.
             f"--allow-gpu-metrics={'true' if _has_nvidia_gpu() else 'false'}",
+            *(
+                [f"--trace-config=triton,file={self.trace_file}", "--trace-config=level=OFF"]
+                if self.trace_file is not None
+                else []
+            ),
         ]
 
     def environment(self) -> dict[str, str]:

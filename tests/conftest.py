@@ -83,7 +83,9 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonSe
     """The real tritonserver on the real repository, on free ports, for the whole session."""
     ports = Ports(*free_ports(3))
     log_path = tmp_path_factory.mktemp("triton") / "tritonserver.log"
-    with TritonServer(ports, log_path=log_path) as server:
+    with TritonServer(
+        ports, log_path=log_path, trace_file=log_path.with_name("trace.json")
+    ) as server:
         server.wait_until_ready(timeout_s=600)
         yield server
 

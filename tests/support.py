@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
 import threading
 import time
@@ -106,6 +107,7 @@ def server_on(repository: Path, folder: Path) -> TritonServer:
         model_repository=repository,
         build_dir=folder / "build",
         log_path=folder / "triton.log",
+        trace_file=folder / "trace.json",
     )
 
 
@@ -164,6 +166,49 @@ def assert_close_to_reference(
 def connect(server: TritonServer, protocol: str) -> JpegClient:
     """A client of ``server`` over ``protocol`` (``"http"`` or ``"grpc"``)."""
     return JpegClient(server.url(protocol), protocol)
+
+
+def traced_children(
+    server: TritonServer, model: str, jpeg: bytes, options: dict[str, str], count: int
+) -> list[dict[str, tuple[int, int]]]:
+    """Sends ``count`` requests to ``model``, one after another, with Triton's tracing on, and
+    returns for each the compute span (start, end in ns) of every request it made (BLS children,
+    ensemble steps), by model name. ``server`` must have a ``trace_file``."""
+    assert server.trace_file is not None, "the server was started without a trace file"
+    admin = httpclient.InferenceServerClient(server.url("http"))
+    written = set(server.trace_file.parent.glob(f"{server.trace_file.name}.*"))
+    on = {"trace_level": ["TIMESTAMPS"], "trace_rate": "1", "log_frequency": str(count)}
+    admin.update_trace_settings(settings=on)
+    try:
+        with connect(server, "http") as client:
+            for _ in range(count):
+                client.infer(model, jpeg, options)
+    finally:
+        admin.update_trace_settings(settings={"trace_level": ["OFF"]})
+    deadline = time.monotonic() + 30
+    while not (new := set(server.trace_file.parent.glob(f"{server.trace_file.name}.*")) - written):
+        assert time.monotonic() < deadline, f"Triton wrote no trace to {server.trace_file}.*"
+        time.sleep(0.1)
+    traces: dict[int, dict] = {}
+    for entry in json.loads(max(new, key=lambda p: int(p.suffix[1:])).read_text()):
+        trace = traces.setdefault(entry["id"], {})
+        trace.update({k: entry[k] for k in ("model_name", "parent_id") if k in entry})
+        trace.update({stamp["name"]: stamp["ns"] for stamp in entry.get("timestamps", [])})
+    roots = sorted(i for i, trace in traces.items() if "parent_id" not in trace)
+    assert [traces[i]["model_name"] for i in roots] == [model] * count
+    return [
+        {
+            child["model_name"]: (child["COMPUTE_START"], child["COMPUTE_END"])
+            for child in traces.values()
+            if child.get("parent_id") == root
+        }
+        for root in roots
+    ]
+
+
+def spans_overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether two (start, end) spans share any time."""
+    return max(a[0], b[0]) < min(a[1], b[1])
 
 
 def as_array(jpeg: bytes) -> np.ndarray:

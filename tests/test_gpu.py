@@ -27,6 +27,8 @@ from tests.support import (
     reference_preprocess,
     served_preprocess_config,
     server_on,
+    spans_overlap,
+    traced_children,
 )
 from tests.test_detector_parity import PHOTOS, REPOSITORY, Result, build_predictors, unmatched
 from tests.test_jpeg_inputs import ODD_BUT_VALID
@@ -245,3 +247,13 @@ def test_out_of_gpu_memory_is_a_server_error_and_the_next_request_is_answered(
     with connect(gpu_server, "http") as client:
         outputs = client.infer("inspect", big.getvalue(), {"MODELS": "both"})
     assert outputs
+
+
+def test_inspect_both_runs_the_detectors_at_the_same_time(
+    gpu_server: TritonServer, scenes: dict[str, bytes]
+) -> None:
+    """gpu_concurrent_detectors: on a GPU the two detectors of ``both`` overlap in time, as
+    Triton's trace of each inspect request shows."""
+    both = scenes["both"]
+    for spans in traced_children(gpu_server, "inspect", both, {"MODELS": "both"}, count=5):
+        assert spans_overlap(spans["pointer"], spans["insulator"]), spans

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from clients.answer import Answer, parse_answer
@@ -28,6 +29,8 @@ from tests.support import (
     connect,
     free_ports,
     gauge_scene,
+    spans_overlap,
+    traced_children,
 )
 
 # Every test here talks to a server, its own or the shared one.
@@ -89,6 +92,18 @@ def test_each_choice_and_both_is_the_union(
     assert as_comparable(both, "pointer") == as_comparable(pointer, "pointer")
     assert as_comparable(both, "insulator") == as_comparable(insulator, "insulator")
     assert as_comparable(default, "pointer") == as_comparable(both, "pointer")
+
+
+def test_inspect_runs_the_detectors_of_both_in_turn_on_a_cpu_and_together_on_a_gpu(
+    triton_server: TritonServer, photo: bytes
+) -> None:
+    """config.pbtxt's cpu_/gpu_concurrent_detectors, read from Triton's trace: the decode and
+    both detectors are child requests of each inspect request."""
+    on_gpu = torch.cuda.is_available()
+    for spans in traced_children(triton_server, ROUTER, photo, {"MODELS": "both"}, count=3):
+        assert set(spans) == {"preprocess", "pointer", "insulator"}
+        assert spans["preprocess"][1] <= min(spans["pointer"][0], spans["insulator"][0])
+        assert spans_overlap(spans["pointer"], spans["insulator"]) == on_gpu, spans
 
 
 def test_router_answers_what_the_ensembles_answer(

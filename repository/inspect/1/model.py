@@ -4,7 +4,8 @@ Decodes once (``preprocess``, which resizes the photo for each chosen detector),
 detectors with ``async_exec`` (concurrently on a GPU, one after the other on a CPU: see
 config.pbtxt), and merges their results into one answer (``bls.merge``). A detector that fails
 is reported in the answer next to the other's results; a bad request (unknown model,
-undecodable image) fails alone.
+undecodable image) fails alone. Each child request carries its request's trace, so a server
+started with tracing records them under it (parent_id).
 
 At load it reads its neighbours' config.pbtxt, YAML and meters.yaml through the repository
 folder, which must therefore be a local or mounted one (README, "Known limitations").
@@ -102,6 +103,7 @@ class TritonPythonModel:
                 ORIGINAL_SIZE,
             ],
             inputs=[jpeg],
+            trace=request.trace(),
         ).async_exec()
         if preprocessed.has_error():
             return passed_on(preprocessed.error())
@@ -113,10 +115,10 @@ class TritonPythonModel:
 
         if self.concurrent_detectors:
             outcomes = await asyncio.gather(
-                *(self._detect(name, images[name], size) for name in detectors)
+                *(self._detect(request, name, images[name], size) for name in detectors)
             )
         else:
-            outcomes = [await self._detect(name, images[name], size) for name in detectors]
+            outcomes = [await self._detect(request, name, images[name], size) for name in detectors]
         results = dict(zip(detectors, outcomes, strict=True))
         height, width = (int(v) for v in size.as_numpy().reshape(-1))
         document, masks = merge_answer(
@@ -142,13 +144,14 @@ class TritonPythonModel:
         names = self.class_names[self.meter_detector]
         return [r.to_json() for r in read_meters(instances, names, self.calibrations)]
 
-    async def _detect(self, detector, image, size):
+    async def _detect(self, request, detector, image, size):
         """One detector's result, or its error message: a failure stays in its own slot."""
         outputs = self.detector_outputs[detector]
         response = await pb_utils.InferenceRequest(
             model_name=detector,
             requested_output_names=outputs,
             inputs=[_renamed(image, IMAGE), size],
+            trace=request.trace(),
         ).async_exec()
         if response.has_error():
             return f"{detector}: {response.error().message()}"
