@@ -1,8 +1,9 @@
-"""Triton python-backend model "pointer": Mask R-CNN R50-FPN segmenting meter needles and dials.
+"""Triton python-backend model "pointer": Mask R-CNN segmenting meter needles and dials.
 
 ``initialize``/``execute``/``finalize`` are the shared detector adapter in
 ``server/python_models.py``; the model itself is ``pipelines.detector.Detector`` configured by
-this model's ``config.pbtxt`` parameters.
+this model's ``config.pbtxt`` parameters (the demo R18-FPN YAML by default, the
+R50-FPN one for production weights).
 """
 
 from server.python_models import DetectorModel
