@@ -206,9 +206,16 @@ def traced_children(
     ]
 
 
-def spans_overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    """Whether two (start, end) spans share any time."""
-    return max(a[0], b[0]) < min(a[1], b[1])
+def shared_share(a: tuple[int, int], b: tuple[int, int]) -> float:
+    """The share of the shorter of two (start, end) spans that the other also covers: about 1
+    for two requests run together, 0 for two run one after the other.
+
+    A python-backend model answers through its response sender before ``execute`` returns, and
+    Triton's ``COMPUTE_END`` comes after that return, so a request started on the answer of
+    another overlaps it by that bookkeeping (a few milliseconds) without running beside it.
+    """
+    shared = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    return shared / max(1, min(a[1] - a[0], b[1] - b[0]))
 
 
 def as_array(jpeg: bytes) -> np.ndarray:
