@@ -59,7 +59,10 @@ _SHIFT = 4  # OpenCV's fractional bits: vertices at 1/16 px make thin shapes smo
 _ONE = 1 << _SHIFT
 _AA = cv2.LINE_AA
 _EMPTY_FRACTION = 0.1
+# Share of strings with a defect: held-out photos keep the 0.4 they were always drawn with;
+# training draws more, since defects are the rare, hard class (docs/accuracy.md, 2026-12-06).
 _DEFECT_FRACTION = 0.4
+_TRAINING_DEFECT_FRACTION = 0.7
 # A defect box's short side must stay >= ~12 px after the detector's resize to 384 px short
 # side; images are up to 480 px high (scale 0.8), so defective strings get a pitch >= 16 px.
 _DEFECT_MIN_PITCH = 16.0
@@ -182,7 +185,8 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
     _BACKDROPS[backdrop](rng, image)
     _draw_clutter(rng, image)
 
-    strings = _plan_strings(rng, width, height, materials)
+    defect_fraction = _DEFECT_FRACTION if heldout else _TRAINING_DEFECT_FRACTION
+    strings = _plan_strings(rng, width, height, materials, defect_fraction)
     light = _unit(rng.uniform(-math.pi, math.pi))
     for string in strings:
         _draw_attachments(rng, image, string)
@@ -619,7 +623,11 @@ def _draw_clutter(rng: np.random.Generator, image: np.ndarray) -> None:
 
 
 def _plan_strings(
-    rng: np.random.Generator, width: int, height: int, materials: tuple[str, ...]
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    materials: tuple[str, ...],
+    defect_fraction: float,
 ) -> list[_String]:
     """Chooses 0-4 non-overlapping strings that lie wholly inside the photo."""
     if rng.random() < _EMPTY_FRACTION:
@@ -633,9 +641,9 @@ def _plan_strings(
         material = shared if rng.random() < 0.75 else str(rng.choice(materials))
         for _attempt in range(25):
             if parallel and strings:
-                candidate = _parallel_copy(rng, strings[-1], material)
+                candidate = _parallel_copy(rng, strings[-1], material, defect_fraction)
             else:
-                candidate = _random_string(rng, width, height, material, mode, k)
+                candidate = _random_string(rng, width, height, material, mode, k, defect_fraction)
             if (
                 candidate is not None
                 and _fits(candidate, width, height)
@@ -657,10 +665,16 @@ def _axis(rng: np.random.Generator, mode: str, k: int) -> float:
 
 
 def _random_string(
-    rng: np.random.Generator, width: int, height: int, material: str, mode: str, k: int
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    material: str,
+    mode: str,
+    k: int,
+    defect_fraction: float,
 ) -> _String | None:
     spec = _MATERIALS[material]
-    defective = rng.random() < _DEFECT_FRACTION
+    defective = rng.random() < defect_fraction
     u = _unit(_axis(rng, mode, k))
     radius_ratio = rng.uniform(*spec.radius)
     fitting_ratio = rng.uniform(1.2, 2.2) if spec.shape == "shed" else rng.uniform(0.7, 1.1)
@@ -713,7 +727,9 @@ def _random_string(
     return string
 
 
-def _parallel_copy(rng: np.random.Generator, other: _String, material: str) -> _String:
+def _parallel_copy(
+    rng: np.random.Generator, other: _String, material: str, defect_fraction: float
+) -> _String:
     """The next string of a double string or of the next phase: same size, side by side."""
     spacing = other.radius * rng.uniform(2.3, 5.0) * (1 if rng.random() < 0.5 else -1)
     shift = other.n * spacing + other.u * rng.normal(0, other.pitch)
@@ -728,7 +744,7 @@ def _parallel_copy(rng: np.random.Generator, other: _String, material: str) -> _
         fitting=other.fitting,
         material=material,
     )
-    if other.pitch >= _DEFECT_MIN_PITCH and rng.random() < _DEFECT_FRACTION:
+    if other.pitch >= _DEFECT_MIN_PITCH and rng.random() < defect_fraction:
         step = 2 if spec.shape == "shed" else 1
         i = int(rng.integers(0, other.discs, endpoint=False)) // step * step
         string.defects = {i: str(rng.choice(["missing", "broken"]))}
