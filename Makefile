@@ -64,7 +64,7 @@ data: build/data/gauges/train/annotations.json build/data/insulators/train/annot
 build/data/%/train/annotations.json: training/%.py training/coco.py training/data.py | $(READY)
 	$(PY) -m training.data $* --split train --output build/data/$*/train
 
-train: $(READY) ## Train both demo detectors at once (about 80 minutes on 2 CPU cores) and export their weights.
+train: $(READY) ## Train both demo detectors at once (1.5-2 hours on 2 CPU cores) and export their weights.
 	$(MAKE) -j2 train-pointer train-insulator
 
 train-pointer: build/data/gauges/train/annotations.json | $(READY) ## Train the demo pointer model (TRAIN_ARGS=--resume goes on after Ctrl-C).
