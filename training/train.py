@@ -35,6 +35,7 @@ from detectron2.utils.logger import setup_logger
 from pipelines.detector import read_yaml_config
 from pipelines.threads import usable_cores
 from training.augment import PhotometricJitter
+from training.roi_align import use_sparse_backward
 
 __all__ = [
     "DatasetError",
@@ -126,8 +127,8 @@ def cpu_has_bfloat16() -> bool:
 
 
 class Trainer(DefaultTrainer):
-    """detectron2's trainer with photometric augmentation and CPU mixed precision, writing
-    metrics to the log and metrics.json only.
+    """detectron2's trainer with photometric augmentation, CPU mixed precision and a faster CPU
+    ROIAlign backward, writing metrics to the log and metrics.json only.
 
     Its log line every 20 iterations carries the ETA, losses, time per iteration and rate.
     (The default writers also want TensorBoard, which this project does not install.)
@@ -152,6 +153,14 @@ class Trainer(DefaultTrainer):
             CommonMetricPrinter(self.max_iter),
             JSONWriter(str(Path(self.cfg.OUTPUT_DIR) / "metrics.json")),
         ]
+
+    @classmethod
+    def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
+        """detectron2's model; on a CPU its ROIAligns take :mod:`training.roi_align`'s backward."""
+        model = super().build_model(cfg)
+        if cfg.MODEL.DEVICE == "cpu":
+            use_sparse_backward(model)
+        return model
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
