@@ -152,6 +152,18 @@ class JpegClient:
             outputs = {name: value[0] for name, value in outputs.items()}
         return outputs
 
+    def parameters(self, model: str) -> dict[str, str]:
+        """The ``parameters`` of the model's config as the server loaded it (string values).
+
+        Raises:
+            InferenceServerException: the model is unknown.
+        """
+        if self.protocol == "grpc":
+            config = self._client.get_model_config(model, as_json=True)["config"]
+        else:
+            config = self._client.get_model_config(model)
+        return {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+
     def close(self) -> None:
         """Closes the connection."""
         self._client.close()

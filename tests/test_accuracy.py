@@ -401,6 +401,10 @@ class _FakeRouter:
         # As JpegClient returns a batched model's outputs: without the batch dimension.
         return {"DETECTIONS": np.array([detections], dtype=np.object_), "MASKS": masks}
 
+    def parameters(self, model: str) -> dict[str, str]:
+        assert model == "pointer"
+        return {"detectron2_config": "served.yaml", "weights": "/elsewhere/served.pth"}
+
     def __enter__(self) -> _FakeRouter:
         return self
 
@@ -429,7 +433,11 @@ def test_runner_scores_the_routers_answers(
     results = json.loads((out / "results.json").read_text())
     assert results["sets"]["gauges"]["images"] == 3
     assert results["sets"]["gauges"]["failed_images"] == 1
-    assert results["sets"]["gauges"]["detector_files"]["weights"]
+    # What the server loaded, not this checkout's repository/.
+    assert results["sets"]["gauges"]["detector_files"] == {
+        "detectron2_config": "served.yaml",
+        "weights": "/elsewhere/served.pth",
+    }
     assert results["all_goals_passed"]
     figures = {f["name"]: f["value"] for f in results["figures"]}
     assert figures["pointer AP50 (mask)"] == pytest.approx(1.0)

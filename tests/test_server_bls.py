@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bls.repository import model_tensors
 from clients.answer import Answer, parse_answer
 from clients.jpeg_client import InferenceServerException, JpegClient
 from clients.masks import paste_masks
@@ -162,6 +163,18 @@ def test_missing_jpeg_input_is_refused_by_name(triton_server: TritonServer) -> N
         choice.set_data_from_numpy(np.array([[b"both"]], dtype=np.object_))
         with pytest.raises(InferenceServerException, match="JPEG"):
             client.infer(ROUTER, [choice])
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_client_reads_the_parameters_the_server_loaded(
+    triton_server: TritonServer, protocol: str
+) -> None:
+    """``JpegClient.parameters``: what ``make accuracy --url`` records as the served weights."""
+    with connect(triton_server, protocol) as client:
+        for model in ("pointer", "insulator"):
+            expected = model_tensors(REPO_ROOT / "repository", model).parameters
+            assert set(expected) >= {"detectron2_config", "weights"}
+            assert client.parameters(model) == expected
 
 
 def test_mixed_concurrent_requests_answer_the_good_ones(

@@ -36,7 +36,6 @@ from bench.accuracy.readings import (
 )
 from bench.machine import describe_machine, machine_line
 from bls.reading import Calibration, CalibrationError, load_calibrations
-from bls.repository import model_tensors
 from clients.answer import parse_answer
 from clients.jpeg_client import InferenceServerException, JpegClient, add_connection_arguments
 from pipelines.tensors import DETECTIONS, MASKS, MODELS
@@ -157,9 +156,9 @@ def heldout_dir(data: Path, set_name: str) -> Path:
     return folder
 
 
-def detector_files(model: str) -> dict[str, str]:
-    """The detectron2 config and weights ``repository/<model>/config.pbtxt`` names."""
-    parameters = model_tensors(REPO_ROOT / "repository", model).parameters
+def detector_files(client: JpegClient, model: str) -> dict[str, str]:
+    """The detectron2 config and weights the server's ``model`` loaded, as its config names them."""
+    parameters = client.parameters(model)
     return {key: parameters[key] for key in ("detectron2_config", "weights")}
 
 
@@ -319,8 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "failed_images": len(errors),
                     "errors": errors,
                     "detections": len(detections),
-                    # From this checkout's repository/, also when --url names another server.
-                    "detector_files": detector_files(spec.model),
+                    "detector_files": detector_files(client, spec.model),
                 }
                 if spec.readings:
                     (out / f"readings_{name}.json").write_text(json.dumps(collected.readings))
