@@ -1,15 +1,15 @@
 """ROIAlign for CPU training: torchvision's forward, a backward computed as one sparse product.
 
 torchvision's CPU ``roi_align`` backward is a single-threaded loop that recomputes every sample
-point's bilinear weights once per channel. In the demo insulator's training step (three cascade
-stages, five feature levels each) it took 30% of the step's time on one core, the pointer's 12%.
-The gradient of ROIAlign is linear in the output gradient: ``grad_features = M @ grad_output``,
-where ``M`` maps each pooled bin to the feature positions its samples read, with their bilinear
-weights. Here ``M`` is built once per call, vectorised, as a sparse matrix, and multiplied in one
-go (6-8x faster than torchvision's loop on the demo's shapes).
+point's bilinear weights once per channel; in the demo insulator's training step (three cascade
+stages, five feature levels each) it was the largest cost after the convolutions
+(docs/performance.md). The gradient of ROIAlign is linear in the output gradient:
+``grad_features = M @ grad_output``, where ``M`` maps each pooled bin to the feature positions
+its samples read, with their bilinear weights. Here ``M`` is built once per call, vectorised, as
+a sparse matrix, and multiplied in one go.
 
 The forward is torchvision's own, so a model trained this way is served by detectron2's
-``ROIAlign`` unchanged; only the gradient's summation order differs (within 1e-5 relative).
+``ROIAlign`` unchanged; only the gradient's summation order differs.
 """
 
 from __future__ import annotations
@@ -99,7 +99,14 @@ def _pooling_matrix(
 
 class _ROIAlign(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, features, rois, output_size, spatial_scale, sampling_ratio):
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx,
+        features: Tensor,
+        rois: Tensor,
+        output_size: tuple[int, int],
+        spatial_scale: float,
+        sampling_ratio: int,
+    ) -> Tensor:
         ctx.save_for_backward(rois)
         ctx.shape = features.shape
         ctx.dtype = features.dtype
@@ -110,7 +117,7 @@ class _ROIAlign(torch.autograd.Function):
         return pooled.to(features.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_output: Tensor) -> tuple:
         (rois,) = ctx.saved_tensors
         n, channels, height, width = ctx.shape
         matrix = _pooling_matrix(rois, ctx.shape, *ctx.pooling)
