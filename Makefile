@@ -23,10 +23,12 @@ DETECTRON2 := sal-detectron2==0.7.2
 CENTERNET2 := centernet2==1.0.post20221121
 
 # The demo detectors train here from scratch on synthetic data (`make train`); their exported
-# weights, repository/*/weights/demo.pth, are committed. TRAIN_THREADS: torch threads per
-# training run; `make train` runs the two at once, one core each (oversubscribed threads cost
-# far more than they gain).
-TRAIN_THREADS ?= 1
+# weights, repository/*/weights/demo.pth, are committed. `make train` trains the two one after
+# the other, each on every usable core: on 2 cores that keeps each model inside 90 minutes,
+# where two runs at once with a core each took 100 minutes or more for the insulator
+# (docs/accuracy.md). TRAIN_THREADS: torch threads per run, every usable core if empty.
+TRAIN_THREADS ?=
+TRAIN_THREAD_ARGS = $(if $(TRAIN_THREADS),--threads $(TRAIN_THREADS))
 TRAIN_ARGS ?=
 ACCURACY_ARGS ?=
 
@@ -64,20 +66,22 @@ data: build/data/gauges/train/annotations.json build/data/insulators/train/annot
 build/data/%/train/annotations.json: training/%.py training/coco.py training/data.py | $(READY)
 	$(PY) -m training.data $* --split train --output build/data/$*/train
 
-train: $(READY) ## Train both demo detectors at once (1.5-2 hours on 2 CPU cores) and export their weights.
-	$(MAKE) -j2 train-pointer train-insulator
+# -j1: two runs that each take every core would oversubscribe them, which costs far more than
+# it gains.
+train: $(READY) ## Train both demo detectors, one after the other (about 2 hours on 2 CPU cores), and export their weights.
+	$(MAKE) -j1 train-pointer train-insulator
 
 train-pointer: build/data/gauges/train/annotations.json | $(READY) ## Train the demo pointer model (TRAIN_ARGS=--resume goes on after Ctrl-C).
 	$(PY) -m training.train --config repository/pointer/mask_rcnn_R18_FPN_demo.yaml \
 		--dataset build/data/gauges/train/annotations.json:build/data/gauges/train/images \
-		--output build/train/pointer --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
+		--output build/train/pointer $(TRAIN_THREAD_ARGS) $(TRAIN_ARGS)
 	$(PY) -m training.export build/train/pointer/model_final.pth repository/pointer/weights/demo.pth \
 		--note "demo pointer model: Mask R-CNN R18-FPN trained from scratch on synthetic gauges only"
 
 train-insulator: build/data/insulators/train/annotations.json | $(READY) ## Train the demo insulator model (TRAIN_ARGS=--resume goes on after Ctrl-C).
 	$(PY) -m training.train --config repository/insulator/centernet2_R18_FPN_demo.yaml \
 		--dataset build/data/insulators/train/annotations.json:build/data/insulators/train/images \
-		--output build/train/insulator --threads $(TRAIN_THREADS) $(TRAIN_ARGS)
+		--output build/train/insulator $(TRAIN_THREAD_ARGS) $(TRAIN_ARGS)
 	$(PY) -m training.export build/train/insulator/model_final.pth repository/insulator/weights/demo.pth \
 		--note "demo insulator model: CenterNet2 R18-FPN trained from scratch on synthetic insulators only"
 
