@@ -155,13 +155,12 @@ class SparseBackwardROIAlign(ROIAlign):
         )
 
 
-def use_sparse_backward(model: nn.Module) -> int:
+def use_sparse_backward(model: nn.Module) -> None:
     """Swaps every aligned ``ROIAlign`` in the model's ``ROIPooler``s for the sparse-backward one.
 
     ROIAlign has no parameters, so the optimizer, the checkpoints and the served model are
-    unaffected. Returns how many were swapped.
+    unaffected.
     """
-    swapped = 0
     for pooler in model.modules():
         if not isinstance(pooler, ROIPooler):
             continue
@@ -170,5 +169,3 @@ def use_sparse_backward(model: nn.Module) -> int:
                 pooler.level_poolers[level] = SparseBackwardROIAlign(
                     align.output_size, align.spatial_scale, align.sampling_ratio, aligned=True
                 )
-                swapped += 1
-    return swapped
