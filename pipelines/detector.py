@@ -22,6 +22,7 @@ from detectron2.modeling import build_model
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Instances
 
+from pipelines.roi_align import use_gather_roi_align
 from pipelines.tensors import Detections
 
 __all__ = [
@@ -228,20 +229,17 @@ def fold_frozen_batch_norms(model: torch.nn.Module) -> int:
 def channels_last_backbone(model: torch.nn.Module) -> None:
     """Runs ``model.backbone`` (ResNet and FPN, plain convolutions) in channels-last memory.
 
-    On a CPU oneDNN's convolutions are faster on NHWC; the heads after it are not (ROIAlign and
-    the RPN read NCHW), so the backbone's outputs go back to contiguous NCHW. The same numbers up
-    to float rounding. Hooks rather than a wrapper keep ``model.backbone`` the module it was.
+    On a CPU oneDNN's convolutions are faster on NHWC. The features stay channels-last for the
+    heads: the proposal convolutions take them as they are, and :mod:`pipelines.roi_align`
+    reads each position's channels as one row. The same numbers up to float rounding. A hook
+    rather than a wrapper keeps ``model.backbone`` the module it was.
     """
     backbone = model.backbone.to(memory_format=torch.channels_last)
 
     def to_nhwc(_: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         return tuple(a.contiguous(memory_format=torch.channels_last) for a in args)
 
-    def to_nchw(_: torch.nn.Module, __: Any, out: dict[str, torch.Tensor]) -> dict[str, Any]:
-        return {name: feature.contiguous() for name, feature in out.items()}
-
     backbone.register_forward_pre_hook(to_nhwc)
-    backbone.register_forward_hook(to_nchw)
 
 
 class Detector:
@@ -279,6 +277,7 @@ class Detector:
         fold_frozen_batch_norms(self.model)
         if self.device.type == "cpu":
             channels_last_backbone(self.model)
+            use_gather_roi_align(self.model)
 
     def __call__(self, images: Sequence[tuple[Any, Sequence[int]]]) -> list[Detections]:
         """Detects objects in preprocessed images, in one detectron2 forward (the caller picks

@@ -33,9 +33,9 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from detectron2.utils.logger import setup_logger
 
 from pipelines.detector import read_yaml_config
+from pipelines.roi_align import use_gather_roi_align
 from pipelines.threads import usable_cores
 from training.augment import PhotometricJitter
-from training.roi_align import use_sparse_backward
 
 __all__ = [
     "DatasetError",
@@ -156,10 +156,11 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
-        """detectron2's model; on a CPU its ROIAligns take :mod:`training.roi_align`'s backward."""
+        """detectron2's model; on a CPU its ROIAligns pool by :mod:`pipelines.roi_align`'s gather,
+        forward and backward."""
         model = super().build_model(cfg)
         if cfg.MODEL.DEVICE == "cpu":
-            use_sparse_backward(model)
+            use_gather_roi_align(model)
         return model
 
     @classmethod
