@@ -102,6 +102,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Requests each client of section 4 sends. Default is 2 (1 with --quick).",
     )
     parser.add_argument(
+        "--recipes",
+        choices=tuple(RECIPES),
+        default="demo",
+        help="Which detectors to serve and compare: the shipped demo models (default), or the "
+        "production R50-FPN recipes with untrained stand-in weights (made once into "
+        "build/untrained/, a minute), which find the full 100 instances in every photo: the "
+        "heaviest case, their detections meaningless.",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path("build/bench"),
@@ -134,13 +143,35 @@ def test_images() -> tuple[bytes, bytes]:
     return encoded[0], encoded[1]
 
 
+RECIPES = {
+    "demo": "the demo detectors",
+    "r50": "the R50-FPN recipes with untrained stand-in weights",
+}
+
+
+def untrained_production_weights(folder: Path) -> dict[str, Path]:
+    """The R50-FPN recipes' untrained stand-in checkpoints, by detector, made where missing."""
+    from bench.servers import PRODUCTION
+    from pipelines.untrained import make_untrained_checkpoint
+    from server.launch import REPO_ROOT
+
+    weights = {}
+    for name, (_, production, _) in PRODUCTION.items():
+        yaml = REPO_ROOT / "repository" / name / production
+        weights[name] = folder / f"{yaml.stem}.pth"
+        if not weights[name].is_file():
+            print(f"bench: making untrained stand-in weights {weights[name]} ...", flush=True)
+            make_untrained_checkpoint(yaml, weights[name])
+    return weights
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the benchmark; returns the exit code."""
     args = parse_args(argv)
     # Heavy imports after argument parsing, so that --help is instant.
     from bench.plots import write_plots
     from bench.sections import Bench
-    from bench.servers import start_server, write_bench_repository
+    from bench.servers import start_server, write_bench_repository, write_production_repository
     from server.launch import REPO_ROOT, Ports, ServerStartError
     from tests.support import free_ports
 
@@ -151,15 +182,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench: {machine_line(machine)}; load average {load_before[0]:.1f}", flush=True)
     sections = set(args.sections)
     repository = REPO_ROOT / "repository"
+    if args.recipes == "r50":
+        weights = untrained_production_weights(REPO_ROOT / "build" / "untrained")
+        repository = write_production_repository(out / "repository-r50", weights)
     servers = []
     ports = [Ports(*free_ports(3)), Ports(*free_ports(3))]
     started = time.monotonic()
     try:
         if sections & _NEEDS_MAIN_SERVER:
-            print("bench: starting tritonserver on repository/ ...", flush=True)
+            print(f"bench: starting tritonserver on {repository} ...", flush=True)
             servers.append(start_server(ports[0], repository, out / "tritonserver.log"))
         if sections & _NEEDS_BENCH_SERVER:
-            copy = write_bench_repository(out / "repository-one-at-a-time")
+            copy = write_bench_repository(out / "repository-one-at-a-time", repository)
             print(f"bench: starting a one-at-a-time server on {copy} ...", flush=True)
             servers.append(start_server(ports[1], copy, out / "tritonserver-one-at-a-time.log"))
         for server in servers:
@@ -203,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_after = os.getloadavg()
     rows.sort(key=lambda row: row.section)  # stable: keeps each section's own order
     header = (
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine_line(machine)}; "
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine_line(machine)}, "
+        f"{RECIPES[args.recipes]}; "
         f"load average {load_before[0]:.1f} at start, {load_after[0]:.1f} at end "
         f"(above {machine['cores']}: other work shared the machine). "
         "ratio = median of per-round ratios to 'vs'; < 1 is faster."

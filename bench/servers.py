@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from server.launch import REPO_ROOT, Ports, TritonServer
 
 __all__ = [
     "ECHO_MODEL",
+    "PRODUCTION",
     "UNBATCHED_MODELS",
     "start_server",
     "strip_dynamic_batching",
+    "switch_to_production",
     "write_bench_repository",
+    "write_production_repository",
 ]
 
 ECHO_MODEL = "bench_echo"
@@ -72,6 +75,55 @@ def write_bench_repository(
     (echo / "1").mkdir(parents=True)
     (echo / "config.pbtxt").write_text(_ECHO_CONFIG)
     shutil.copy2(Path(__file__).with_name("echo_model.py"), echo / "1" / "model.py")
+    return target
+
+
+# detector -> (the demo YAML, the production YAML, its image in preprocess's parameters)
+PRODUCTION = {
+    "pointer": ("mask_rcnn_R18_FPN_demo.yaml", "mask_rcnn_R50_FPN.yaml", "POINTER_IMAGE"),
+    "insulator": ("centernet2_R18_FPN_demo.yaml", "centernet2_R50_FPN.yaml", "INSULATOR_IMAGE"),
+}
+# detectron2's default test resize, which the R50 recipes keep.
+PRODUCTION_RESIZE = "shortest_edge=800 max_size=1333 channel_order=BGR"
+
+
+def switch_to_production(repository: Path, weights: Mapping[str, Path]) -> None:
+    """Edits a copy of the repository as the README tells a user to: per detector, the two
+    parameters that name the R50-FPN YAML and its weights, and its resize in ``preprocess``.
+
+    Raises:
+        ValueError: a config does not have the shipped demo settings to replace.
+    """
+    preprocess = repository / "preprocess" / "config.pbtxt"
+    text = preprocess.read_text()
+    for name, (demo, production, image) in PRODUCTION.items():
+        config = repository / name / "config.pbtxt"
+        shipped = config.read_text()
+        if f'string_value: "{demo}"' not in shipped or '"weights/demo.pth"' not in shipped:
+            raise ValueError(f"{config}: not the shipped demo parameters")
+        edited = shipped.replace(f'"{demo}"', f'"{production}"')
+        config.write_text(edited.replace('"weights/demo.pth"', f'"{weights[name]}"'))
+        text, count = re.subn(
+            rf'(key: "{image}", value: {{ string_value: )"[^"]*"', rf'\1"{PRODUCTION_RESIZE}"', text
+        )
+        if count != 1:
+            raise ValueError(f"{preprocess}: no {image} parameter")
+    preprocess.write_text(text)
+
+
+def write_production_repository(
+    target: Path, weights: Mapping[str, Path], source: Path = REPO_ROOT / "repository"
+) -> Path:
+    """Copies the repository (without its weights) to ``target``, switched to the R50-FPN
+    recipes with ``weights`` (absolute paths, by detector).
+
+    Returns:
+        ``target``, rewritten from scratch.
+    """
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("weights", "__pycache__"))
+    switch_to_production(target, weights)
     return target
 
 

@@ -10,9 +10,16 @@ import pytest
 
 from bench.machine import describe_machine, machine_line
 from bench.sections import LOOP, _loop, _per_image
-from bench.servers import strip_dynamic_batching, write_bench_repository
+from bench.servers import (
+    PRODUCTION,
+    strip_dynamic_batching,
+    switch_to_production,
+    write_bench_repository,
+    write_production_repository,
+)
 from bench.stats import Row, Summary, format_seconds, format_table, paired_ratios, percentile
 from bench.timing import interleaved, rotated
+from bls.repository import model_tensors
 from server.launch import REPO_ROOT
 
 
@@ -117,6 +124,22 @@ def test_one_at_a_time_repository(tmp_path: Path) -> None:
     assert "dynamic_batching" in shipped  # otherwise the comparison compares nothing
     assert (copy / "insulator" / "weights").is_symlink()
     assert (copy / "bench_echo" / "1" / "model.py").is_file()
+
+
+def test_production_repository_switches_what_the_readme_names(tmp_path: Path) -> None:
+    weights = {name: tmp_path / f"{name}.pth" for name in PRODUCTION}
+    repository = write_production_repository(tmp_path / "repo", weights)
+    for name, (_, production, image) in PRODUCTION.items():
+        parameters = model_tensors(repository, name).parameters
+        assert parameters["detectron2_config"] == production
+        assert parameters["weights"] == str(weights[name])
+        assert (repository / name / production).is_file()
+        assert not (repository / name / "weights").exists()
+        resize = model_tensors(repository, "preprocess").parameters[image]
+        assert resize.startswith("shortest_edge=800 max_size=1333")
+    # A second switch finds no demo parameters left to replace, and says so.
+    with pytest.raises(ValueError, match="not the shipped demo parameters"):
+        switch_to_production(repository, weights)
 
 
 def test_cli_help_names_every_section() -> None:
