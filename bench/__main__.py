@@ -25,6 +25,13 @@ _NEEDS_BENCH_SERVER = {"throughput", "transport"}
 _NEEDS_MAIN_SERVER = {"overhead", "both", "throughput", "transport"}
 
 
+# --recipes: what each choice serves, as the table's header names it.
+RECIPES = {
+    "demo": "the demo detectors",
+    "r50": "the R50-FPN recipes with untrained stand-in weights",
+}
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
@@ -141,12 +148,6 @@ def test_images() -> tuple[bytes, bytes]:
         photo.resize(size).save(buffer, "JPEG", quality=90)
         encoded.append(buffer.getvalue())
     return encoded[0], encoded[1]
-
-
-RECIPES = {
-    "demo": "the demo detectors",
-    "r50": "the R50-FPN recipes with untrained stand-in weights",
-}
 
 
 def untrained_production_weights(folder: Path) -> dict[str, Path]:
