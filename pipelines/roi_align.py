@@ -11,7 +11,7 @@ bins, deterministic (each bin is summed in one thread in a fixed order).
 :func:`sample_table` computes each bin's positions and weights with torchvision's own rules
 (adaptive sampling ``ceil(roi size / bins)``, samples outside ``[-1, size]`` dropped, clamping at
 the edges), so the pooled values equal torchvision's up to the order of float additions.
-autograd differentiates the gather with respect to the features (``embedding_bag``'s own
+Autograd differentiates the gather with respect to the features (``embedding_bag``'s own
 backward), which replaces torchvision's single-threaded backward in CPU training too.
 """
 
