@@ -229,10 +229,10 @@ def fold_frozen_batch_norms(model: torch.nn.Module) -> int:
 def channels_last(model: torch.nn.Module) -> None:
     """Runs the model's convolutions in channels-last memory, for a CPU.
 
-    oneDNN's CPU convolutions are faster on NHWC: the backbone's, and the mask head's on R50's
-    100 instances (its transposed convolution most). The input turns NHWC before the backbone
-    and the features stay so for the heads: the proposal convolutions take them as they are,
-    and :mod:`pipelines.roi_align` reads each position's channels as one row. The same numbers
+    The input turns NHWC before the backbone and the features stay so for the heads:
+    :mod:`pipelines.roi_align` reads each position's channels as one row without a copy, and the
+    heads' convolutions take NHWC as oneDNN does best (the R50 mask head's transposed convolution
+    most; the plain convolutions run about as fast either way on current oneDNN). The same numbers
     up to float rounding. A hook rather than a wrapper keeps ``model.backbone`` the module it
     was.
     """

@@ -128,7 +128,7 @@ def test_no_boxes_give_an_empty_output_and_a_zero_gradient() -> None:
     assert torch.equal(leaf.grad, torch.zeros_like(leaf))
 
 
-def gather_aligns(model: torch.nn.Module) -> list[torch.nn.Module]:
+def pooler_aligns(model: torch.nn.Module) -> list[torch.nn.Module]:
     """Every level's ROIAlign of the model's poolers (box, mask, cascade stages)."""
     return [
         align
@@ -139,7 +139,7 @@ def gather_aligns(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 def assert_swapped(model: torch.nn.Module) -> None:
-    aligns = gather_aligns(model)
+    aligns = pooler_aligns(model)
     assert aligns and all(type(align) is GatherROIAlign for align in aligns)
     # Still detectron2's module: same settings, no parameters, so checkpoints are unchanged.
     assert all(isinstance(align, ROIAlign) and align.aligned for align in aligns)
