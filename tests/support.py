@@ -173,7 +173,12 @@ def traced_children(
 ) -> list[dict[str, tuple[int, int]]]:
     """Sends ``count`` requests to ``model``, one after another, with Triton's tracing on, and
     returns for each the compute span (start, end in ns) of every request it made (BLS children,
-    ensemble steps), by model name. ``server`` must have a ``trace_file``."""
+    ensemble steps), by model name. ``server`` must have a ``trace_file``.
+
+    A span ends at ``COMPUTE_OUTPUT_START``, which the python backend stamps when ``execute``
+    returns and before it sends the responses ``execute`` returned; ``COMPUTE_END`` comes after
+    that sending, so a request started on such an answer (a detector on the decode's) may begin
+    before its producer's ``COMPUTE_END``, by a few milliseconds on a busy machine."""
     assert server.trace_file is not None, "the server was started without a trace file"
     admin = httpclient.InferenceServerClient(server.url("http"))
     written = set(server.trace_file.parent.glob(f"{server.trace_file.name}.*"))
@@ -198,7 +203,7 @@ def traced_children(
     assert [traces[i]["model_name"] for i in roots] == [model] * count
     return [
         {
-            child["model_name"]: (child["COMPUTE_START"], child["COMPUTE_END"])
+            child["model_name"]: (child["COMPUTE_START"], child["COMPUTE_OUTPUT_START"])
             for child in traces.values()
             if child.get("parent_id") == root
         }
@@ -210,9 +215,9 @@ def shared_share(a: tuple[int, int], b: tuple[int, int]) -> float:
     """The share of the shorter of two (start, end) spans that the other also covers: about 1
     for two requests run together, 0 for two run one after the other.
 
-    A python-backend model answers through its response sender before ``execute`` returns, and
-    Triton's ``COMPUTE_END`` comes after that return, so a request started on the answer of
-    another overlaps it by that bookkeeping (a few milliseconds) without running beside it.
+    A python-backend model that answers through its response sender does so before ``execute``
+    returns, where its span ends, so a request started on that answer overlaps it by the
+    bookkeeping in between (a few milliseconds) without running beside it.
     """
     shared = max(0, min(a[1], b[1]) - max(a[0], b[0]))
     return shared / max(1, min(a[1] - a[0], b[1] - b[0]))
