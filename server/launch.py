@@ -31,7 +31,9 @@ from server.backend import assemble_backend_directory, find_triton_install, pyth
 from server.watchdog import REQUIRED_FLAGS, find_stubs
 
 __all__ = [
+    "EXIT_TIMEOUT_S",
     "REPO_ROOT",
+    "STOP_MARGIN_S",
     "Ports",
     "ServerStartError",
     "TritonServer",
@@ -51,6 +53,13 @@ SHM_GROWTH_BYTES = 32 * 1024 * 1024
 # A batch of 8 photos preprocessed for two detectors at 800x1333 is 8 x 2 x 3.2 MB = 51 MB, with
 # more batches and the detectors' inputs in flight; 256 MiB per GPU leaves room for that.
 CUDA_POOL_BYTES = 256 * 1024 * 1024
+# tritonserver's drain on SIGTERM (Triton's default, named so that stop() can outwait it): it
+# waits for open HTTP connections, idle keep-alive ones included, then for in-flight requests and
+# model unloads with what is left. With the time spent it exits without unloading the models,
+# and the watchdog removes the stub regions that leaves in /dev/shm.
+EXIT_TIMEOUT_S = 30
+# What stop() allows beyond the drain, for the exit and the watchdog's cleanup, before it kills.
+STOP_MARGIN_S = 15
 
 
 class ServerStartError(RuntimeError):
@@ -82,6 +91,7 @@ class TritonServer:
         log_path: Path | None = None,
         cuda_memory_pool_bytes: int = CUDA_POOL_BYTES,
         trace_file: Path | None = None,
+        exit_timeout_s: int = EXIT_TIMEOUT_S,
     ) -> None:
         """Prepares the command; nothing starts until :meth:`start`.
 
@@ -95,12 +105,15 @@ class TritonServer:
             trace_file: where Triton writes request traces, ``<file>.<n>`` every
                 ``log_frequency`` traces; tracing starts off and is turned on through the trace
                 API (``update_trace_settings``), which cannot name the file itself.
+            exit_timeout_s: the server's ``--exit-timeout-secs``; :meth:`stop` waits that long
+                and ``STOP_MARGIN_S`` more before it kills.
         """
         self.ports = ports
         self.model_repository = model_repository
         self.log_path = log_path
         self.cuda_memory_pool_bytes = cuda_memory_pool_bytes
         self.trace_file = trace_file
+        self.exit_timeout_s = exit_timeout_s
         self._install = find_triton_install()
         self._backend_dir = assemble_backend_directory(self._install, build_dir)
         self._process: subprocess.Popen[bytes] | None = None
@@ -122,6 +135,7 @@ class TritonServer:
             # config.pbtxt files are complete; nothing is guessed from the models.
             "--disable-auto-complete-config",
             *REQUIRED_FLAGS,
+            f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
             # One pool per GPU: a GPU left out keeps the 64 MiB default, and its instances the
@@ -229,10 +243,17 @@ class TritonServer:
             raise RuntimeError("server not started")
         return self._process.wait()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stops the server and every stub process it started; idempotent."""
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stops the server and every stub process it started; idempotent.
+
+        Args:
+            timeout_s: how long the server may take before its process group is killed; by
+                default its exit timeout and ``STOP_MARGIN_S``.
+        """
         if self._process is None:
             return
+        if timeout_s is None:
+            timeout_s = self.exit_timeout_s + STOP_MARGIN_S
         if self._process.poll() is None:
             # The watchdog passes it on to the server and exits with it.
             self._process.send_signal(signal.SIGTERM)

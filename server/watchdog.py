@@ -6,7 +6,8 @@ request fails with ``Stub process '<model>_0' is not healthy.`` (triton-inferenc
 #8604, #7862). This supervisor closes that gap from outside the server:
 
 1. it starts the given ``tritonserver`` command (which must load every model in explicit model
-   control mode), forwards SIGINT/SIGTERM to it and exits with its exit code;
+   control mode), forwards SIGINT/SIGTERM to it and exits with its exit code, having removed
+   from /dev/shm the regions of stubs that the server left behind;
 2. every ``--interval`` seconds it counts each ready python model's stub processes (children of
    the server whose first argument is ``<repository>/<model>/<version>/model.py``) against its
    instances;
@@ -155,6 +156,15 @@ class StubWatchdog:
         while not self._stopped.wait(self.interval_s):
             self.check()
 
+    def note_stubs(self) -> dict[str, set[int]]:
+        """Notes the shared-memory region of every stub running now, for
+        :meth:`remove_dead_regions`; returns their process ids by model."""
+        alive: dict[str, set[int]] = {}
+        for model, pid, region in _stub_processes(self.server_pid):
+            alive.setdefault(model, set()).add(pid)
+            self._regions[pid] = region
+        return alive
+
     def check(self) -> list[str]:
         """One round: reloads each ready model that lacks a stub, and retries failed reloads.
 
@@ -162,10 +172,7 @@ class StubWatchdog:
             the models reloaded successfully in this round.
         """
         # Noted before anything else, so that a stub dying soon after the start is cleaned up.
-        alive: dict[str, set[int]] = {}
-        for model, pid, region in _stub_processes(self.server_pid):
-            alive.setdefault(model, set()).add(pid)
-            self._regions[pid] = region
+        alive = self.note_stubs()
         try:
             with self._connect() as client:
                 index = client.get_model_repository_index(headers=self._headers)
@@ -210,17 +217,22 @@ class StubWatchdog:
             self._log(f"reloading '{model}' failed, will retry: {error}")
             return False
         self._log(f"reloaded '{model}' in {time.monotonic() - started:.1f} s")
-        self._remove_dead_regions()
+        self.remove_dead_regions()
         return True
 
-    def _remove_dead_regions(self) -> None:
-        # The python backend unlinks a stub's region when the stub ends normally; a killed
-        # stub's stays in /dev/shm (64 MiB and more each) until the server exits.
+    def remove_dead_regions(self) -> None:
+        """Removes from /dev/shm the region of every noted stub that no longer runs.
+
+        The python backend unlinks a stub's region (64 MiB and more) when it unloads the model,
+        not when the stub is killed, nor when the server exits without unloading: a crash, or a
+        drain whose exit timeout an idle HTTP keep-alive connection used up.
+        """
         alive = {pid for _, pid, _ in _stub_processes(self.server_pid)}
         for pid, region in list(self._regions.items()):
             if pid in alive:
                 continue
-            del self._regions[pid]
+            # The checking thread and the exiting main thread may both get here.
+            self._regions.pop(pid, None)
             path = SHARED_MEMORY / region
             if path.exists():
                 path.unlink(missing_ok=True)
@@ -281,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Stubs end with the server: they must not be taken for deaths. Triton ignores a second
         # signal while it shuts down, so one that reached the whole process group does no harm.
         watchdog.stop()
+        # A stub started since the last check would otherwise go unnoted.
+        watchdog.note_stubs()
         server.send_signal(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -288,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     threading.Thread(target=watchdog.run, name="stub-watchdog", daemon=True).start()
     code = server.wait()
     watchdog.stop()
+    watchdog.remove_dead_regions()
     return 128 - code if code < 0 else code
 
 

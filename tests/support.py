@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -99,15 +100,16 @@ def free_ports(count: int) -> list[int]:
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def server_on(repository: Path, folder: Path) -> TritonServer:
+def server_on(repository: Path, folder: Path, **options: Any) -> TritonServer:
     """A server (not started) on free ports for another model repository, its build and log in
-    ``folder``."""
+    ``folder``; ``options`` go to :class:`TritonServer`."""
     return TritonServer(
         Ports(*free_ports(3)),
         model_repository=repository,
         build_dir=folder / "build",
         log_path=folder / "triton.log",
         trace_file=folder / "trace.json",
+        **options,
     )
 
 
@@ -190,6 +192,8 @@ def traced_children(
                 client.infer(model, jpeg, options)
     finally:
         admin.update_trace_settings(settings={"trace_level": ["OFF"]})
+        # An HTTP connection left open holds the server's drain when it stops (EXIT_TIMEOUT_S).
+        admin.close()
     deadline = time.monotonic() + 30
     while not (new := set(server.trace_file.parent.glob(f"{server.trace_file.name}.*")) - written):
         assert time.monotonic() < deadline, f"Triton wrote no trace to {server.trace_file}.*"

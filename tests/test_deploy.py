@@ -29,7 +29,15 @@ from tritonclient.grpc import model_config_pb2
 from bls.repository import parse_config
 from deploy.dali_backend import write_dali_repository
 from pipelines.preprocess import Preprocessor, decode_and_resize
-from server.launch import REPO_ROOT, SHM_DEFAULT_BYTES, SHM_GROWTH_BYTES, Ports, TritonServer
+from server.launch import (
+    EXIT_TIMEOUT_S,
+    REPO_ROOT,
+    SHM_DEFAULT_BYTES,
+    SHM_GROWTH_BYTES,
+    STOP_MARGIN_S,
+    Ports,
+    TritonServer,
+)
 from tests.support import as_array, assert_close_to_reference, served_preprocess_config
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -361,7 +369,12 @@ def test_rollouts_keep_capacity(deployment: dict[str, Any], container: dict[str,
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     rolling = deployment["spec"]["strategy"]["rollingUpdate"]
     assert rolling["maxUnavailable"] == 0 and rolling["maxSurge"] >= 1
-    assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+    sleep, seconds = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert sleep == "sleep"
+    # The grace period runs from preStop on; cut short, Triton's drain and the watchdog's
+    # cleanup of /dev/shm after it are killed.
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= int(seconds) + EXIT_TIMEOUT_S + STOP_MARGIN_S
 
 
 def test_selectors_reach_the_pods(production: list[dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tritonclient.http as httpclient
 
 from pipelines.threads import usable_cores
 from server.launch import REPO_ROOT, ServerStartError, processes_in_group, visible_gpus
@@ -203,6 +204,34 @@ def test_watchdog_as_a_containers_pid_1_stops_on_sigterm(tmp_path: Path, signals
     for port in (server.ports.http, server.ports.grpc, server.ports.metrics):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))  # free again
+
+
+def test_a_drain_held_by_an_idle_http_connection_leaves_nothing_in_dev_shm(
+    tmp_path: Path,
+) -> None:
+    """A client that keeps its HTTP connection open (tritonclient's pool does) holds Triton's
+    drain until the exit timeout is spent; the server then exits without unloading its models,
+    which leaves the stubs' shared-memory regions behind for the watchdog to remove. The stop
+    must wait for that rather than kill the watchdog."""
+    repository = copy_models(tmp_path / "repository", "preprocess", "preprocess_ensemble")
+    server = server_on(repository, tmp_path, exit_timeout_s=2)
+    regions_before = shm_regions()
+    with server:
+        server.wait_until_ready(timeout_s=300)
+        regions = shm_regions() - regions_before
+        assert regions, "expected the stubs' shared-memory regions"
+        client = httpclient.InferenceServerClient(server.url("http"))
+        try:
+            assert client.is_model_ready("preprocess")
+            server.stop()
+        finally:
+            client.close()
+    log = server.log_text()
+    assert "Exit timeout expired" in log, "the open connection did not hold the drain"
+    assert "successfully unloaded 'preprocess'" not in log
+    assert not regions & shm_regions(), "a stub's shared-memory region stayed in /dev/shm"
+    for region in regions:
+        assert f"watchdog: removed /dev/shm/{region}" in log
 
 
 def test_cpu_instances_of_a_detector_share_the_cores_and_load_no_dali(tmp_path: Path) -> None:
