@@ -234,6 +234,27 @@ def test_a_drain_held_by_an_idle_http_connection_leaves_nothing_in_dev_shm(
         assert f"watchdog: removed /dev/shm/{region}" in log
 
 
+def test_a_crashed_server_leaves_nothing_in_dev_shm_and_its_death_is_passed_on(
+    tmp_path: Path,
+) -> None:
+    """tritonserver dies without unloading its models (here SIGKILL; a stub killed while it holds
+    one of the python backend's locks aborts it, README "Known limitations"): the watchdog removes
+    its stubs' shared-memory regions and exits as the server did, for a supervisor to see."""
+    repository = copy_models(tmp_path / "repository", "preprocess", "preprocess_ensemble")
+    server = server_on(repository, tmp_path)
+    regions_before = shm_regions()
+    with server:
+        server.wait_until_ready(timeout_s=300)
+        regions = shm_regions() - regions_before
+        assert regions, "expected the stubs' shared-memory regions"
+        # The watchdog notes the stubs' regions at its checks, once a second.
+        time.sleep(1.5)
+        (tritonserver,) = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        os.kill(int(tritonserver), signal.SIGKILL)
+        assert server.wait() == 128 + signal.SIGKILL
+    assert not regions & shm_regions(), "a stub's shared-memory region stayed in /dev/shm"
+
+
 def test_cpu_instances_of_a_detector_share_the_cores_and_load_no_dali(tmp_path: Path) -> None:
     repository = copy_models(tmp_path / "repository", "pointer")
     config = repository / "pointer" / "config.pbtxt"
