@@ -37,6 +37,7 @@ __all__ = [
     "Ports",
     "ServerStartError",
     "TritonServer",
+    "child_processes",
     "main",
     "processes_in_group",
 ]
@@ -201,10 +202,9 @@ class TritonServer:
         if self._process is None or self._process.poll() is not None:
             return {}
         # The watchdog's one child is tritonserver, whose children are the stubs.
-        children = Path(f"/proc/{self._process.pid}/task/{self._process.pid}/children")
         return {
             model: pids
-            for server_pid in map(int, children.read_text().split())
+            for server_pid in child_processes(self._process.pid)
             for model, pids in find_stubs(server_pid).items()
         }
 
@@ -295,6 +295,11 @@ class TritonServer:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def child_processes(pid: int) -> list[int]:
+    """Process ids of the direct children of process ``pid`` (of its main thread)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def processes_in_group(pgid: int) -> list[int]:

@@ -15,7 +15,13 @@ import pytest
 import tritonclient.http as httpclient
 
 from pipelines.threads import usable_cores
-from server.launch import REPO_ROOT, ServerStartError, processes_in_group, visible_gpus
+from server.launch import (
+    REPO_ROOT,
+    ServerStartError,
+    child_processes,
+    processes_in_group,
+    visible_gpus,
+)
 from tests.support import free_ports, probe_ready, server_on
 
 pytestmark = pytest.mark.server
@@ -95,9 +101,9 @@ def test_serve_prints_ports_when_ready_and_stops_on_a_signal(
         assert f"HTTP     http://localhost:{http}" in output
         assert f"gRPC     localhost:{grpc}" in output
         assert f"metrics  http://localhost:{metrics}/metrics" in output
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        children = child_processes(process.pid)
         assert len(children) == 1, "the launcher runs the watchdog (and tritonserver under it)"
-        server_group = int(children[0])
+        server_group = children[0]
         for sig, to_group in STOPS[stop]:
             if to_group:
                 os.killpg(process.pid, sig)
@@ -189,9 +195,9 @@ def test_watchdog_as_a_containers_pid_1_stops_on_sigterm(tmp_path: Path, signals
         regions = shm_regions() - regions_before
         assert regions, "expected the stubs' shared-memory regions"
         # unshare's one child is the namespace's PID 1: the watchdog.
-        (pid1,) = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        (pid1,) = child_processes(process.pid)
         for _ in range(signals):
-            os.kill(int(pid1), signal.SIGTERM)
+            os.kill(pid1, signal.SIGTERM)
             time.sleep(0.05)
         assert process.wait(timeout=60) == 0
     finally:
@@ -249,8 +255,8 @@ def test_a_crashed_server_leaves_nothing_in_dev_shm_and_its_death_is_passed_on(
         assert regions, "expected the stubs' shared-memory regions"
         # The watchdog notes the stubs' regions at its checks, once a second.
         time.sleep(1.5)
-        (tritonserver,) = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-        os.kill(int(tritonserver), signal.SIGKILL)
+        (tritonserver,) = child_processes(server.pid)
+        os.kill(tritonserver, signal.SIGKILL)
         assert server.wait() == 128 + signal.SIGKILL
     assert not regions & shm_regions(), "a stub's shared-memory region stayed in /dev/shm"
 
