@@ -47,8 +47,8 @@ class CheckpointError(ValueError):
 
 
 def read_yaml_config(path: Path) -> CfgNode:
-    """A detector's YAML merged over detectron2's defaults, CenterNet2's keys and
-    ``CLASS_NAMES``; not frozen, for callers that add their own settings.
+    """A detector's YAML merged over detectron2's defaults, CenterNet2's keys,
+    ``CLASS_NAMES`` and ``KEYPOINT_NAMES``; not frozen, for callers that add their own settings.
 
     Raises:
         FileNotFoundError: the YAML does not exist.
@@ -58,6 +58,7 @@ def read_yaml_config(path: Path) -> CfgNode:
     cfg = get_cfg()
     add_centernet_config(cfg)
     cfg.CLASS_NAMES = []
+    cfg.KEYPOINT_NAMES = []
     cfg.merge_from_file(str(path))
     return cfg
 
