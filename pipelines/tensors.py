@@ -10,7 +10,7 @@ model               inputs                                 outputs
 ==================  =====================================  ====================================
 preprocess          JPEG                                   one image per detector, ORIGINAL_SIZE
 pointer, insulator  IMAGE, ORIGINAL_SIZE                   BOXES, SCORES, CLASSES[, MASK_RECTS,
-                                                           MASKS]
+                                                           MASKS][, KEYPOINTS]
 *_ensemble          JPEG                                   its detector's outputs
 inspect             JPEG, MODELS (optional)                DETECTIONS, MASKS
 ==================  =====================================  ====================================
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ __all__ = [
     "IMAGE",
     "INVALID_INPUT",
     "JPEG",
+    "KEYPOINTS",
     "MASKS",
     "MASK_DETECTOR",
     "MASK_RECTS",
@@ -45,6 +47,7 @@ __all__ = [
     "config_mismatches",
     "detector_contract",
     "ensemble_contract",
+    "keypoint_mismatch",
     "preprocess_contract",
 ]
 
@@ -64,6 +67,9 @@ MASK_RECTS = "MASK_RECTS"
 """``int32 [N, 4]``: ``x, y, width, height`` of each mask's crop, in original pixels."""
 MASKS = "MASKS"
 """``uint8 [sum(width * height)]``: every crop row-major, concatenated; 1 inside."""
+KEYPOINTS = "KEYPOINTS"
+"""``float32 [N, K, 3]``: ``x, y, score`` of each instance's ``K`` keypoints (the YAML's
+``KEYPOINT_NAMES``, in order), in original pixels; detectron2's ``pred_keypoints``."""
 MODELS = "MODELS"
 """``bytes [1]``: which detectors ``inspect`` runs (``pointer``, ``insulator`` or ``both``)."""
 DETECTIONS = "DETECTIONS"
@@ -121,9 +127,15 @@ ROUTER = Contract(
 )
 
 
-def detector_contract(has_masks: bool) -> Contract:
-    """A detector's contract: Mask R-CNN-like models add the mask outputs."""
-    return MASK_DETECTOR if has_masks else DETECTOR
+def detector_contract(has_masks: bool, num_keypoints: int = 0) -> Contract:
+    """A detector's contract: Mask R-CNN-like models add the mask outputs, models with a
+    keypoint head (``MODEL.KEYPOINT_ON``) add :data:`KEYPOINTS` after them, with the head's
+    ``num_keypoints`` as its second dimension."""
+    contract = MASK_DETECTOR if has_masks else DETECTOR
+    if num_keypoints <= 0:
+        return contract
+    keypoints = TensorSpec(KEYPOINTS, "TYPE_FP32", (-1, num_keypoints, 3))
+    return Contract(inputs=contract.inputs, outputs=(*contract.outputs, keypoints))
 
 
 def preprocess_contract(image_outputs: Sequence[str]) -> Contract:
@@ -173,6 +185,47 @@ def config_mismatches(model_config: Mapping[str, Any], contract: Contract) -> li
     return problems
 
 
+def keypoint_mismatch(
+    model_config: Mapping[str, Any], num_keypoints: int, config_path: Path, yaml_path: Path
+) -> str | None:
+    """Whether a detector's ``config.pbtxt`` declares :data:`KEYPOINTS` as its detectron2 YAML
+    asks: exactly when the YAML has a keypoint head, with its number of keypoints.
+
+    Args:
+        model_config: the parsed ``config.pbtxt`` (Triton's JSON form).
+        num_keypoints: the YAML's ``MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS`` when its
+            ``MODEL.KEYPOINT_ON``, else 0.
+        config_path: the ``config.pbtxt``, named in the message.
+        yaml_path: the YAML, named in the message.
+
+    Returns:
+        ``None`` when they agree, else what disagrees and how to mend it, naming both files.
+    """
+    declared = next((t for t in model_config.get("output", []) if t["name"] == KEYPOINTS), None)
+    if declared is None and num_keypoints <= 0:
+        return None
+    if declared is None:
+        return (
+            f"{yaml_path} has a keypoint head ({num_keypoints} keypoints) but {config_path} "
+            f"declares no output {KEYPOINTS}: add it as TYPE_FP32 dims [ -1, {num_keypoints}, 3 ] "
+            "(and to the model's ensemble), or serve a YAML without MODEL.KEYPOINT_ON"
+        )
+    if num_keypoints <= 0:
+        return (
+            f"{config_path} declares output {KEYPOINTS} but {yaml_path} has no keypoint head "
+            f"(MODEL.KEYPOINT_ON is off): remove {KEYPOINTS} from it (and from the model's "
+            "ensemble), or serve a YAML with a keypoint head and weights trained with it"
+        )
+    dims = [int(d) for d in declared["dims"]]
+    if (declared["data_type"], dims) != ("TYPE_FP32", [-1, num_keypoints, 3]):
+        return (
+            f"{config_path} declares output {KEYPOINTS} as {declared['data_type']} "
+            f"[ {', '.join(map(str, dims))} ] but {yaml_path} has {num_keypoints} keypoints: "
+            f"expected TYPE_FP32 dims [ -1, {num_keypoints}, 3 ]"
+        )
+    return None
+
+
 @dataclass
 class Detections:
     """One image's detections in original pixels: a detector's outputs, named by field.
@@ -186,22 +239,29 @@ class Detections:
     classes: np.ndarray
     mask_rects: np.ndarray | None = None
     masks: np.ndarray | None = None
+    # float32 [N, K, 3], x, y, score: see KEYPOINTS.
+    keypoints: np.ndarray | None = None
 
     def outputs(self) -> dict[str, np.ndarray]:
-        """The arrays by output name; the mask outputs only when there are masks."""
+        """The arrays by output name; the mask outputs only when there are masks, the keypoints
+        only when there are keypoints."""
         outputs = {BOXES: self.boxes, SCORES: self.scores, CLASSES: self.classes}
         if self.mask_rects is not None and self.masks is not None:
             outputs[MASK_RECTS] = self.mask_rects
             outputs[MASKS] = self.masks
+        if self.keypoints is not None:
+            outputs[KEYPOINTS] = self.keypoints
         return outputs
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, np.ndarray]) -> Detections:
-        """The record of a detector's outputs by name (the mask ones may be absent)."""
+        """The record of a detector's outputs by name (the mask and keypoint ones may be
+        absent)."""
         return cls(
             boxes=outputs[BOXES],
             scores=outputs[SCORES],
             classes=outputs[CLASSES],
             mask_rects=outputs.get(MASK_RECTS),
             masks=outputs.get(MASKS),
+            keypoints=outputs.get(KEYPOINTS),
         )

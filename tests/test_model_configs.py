@@ -11,12 +11,15 @@ from bls.routing import parse_detectors
 from pipelines.detector import load_config as load_detectron2_config
 from pipelines.preprocess import Resize
 from pipelines.tensors import (
+    KEYPOINTS,
     MASK_DETECTOR,
     ROUTER,
     Contract,
+    TensorSpec,
     config_mismatches,
     detector_contract,
     ensemble_contract,
+    keypoint_mismatch,
     preprocess_contract,
 )
 from server.launch import REPO_ROOT
@@ -104,7 +107,8 @@ def contracts() -> dict[str, Contract]:
     for detector in ("pointer", "insulator"):
         parameters = {k: v.string_value for k, v in CONFIGS[detector].parameters.items()}
         cfg = load_detectron2_config(REPOSITORY / detector / parameters["detectron2_config"])
-        found[detector] = detector_contract(cfg.MODEL.MASK_ON)
+        keypoints = len(cfg.KEYPOINT_NAMES) if cfg.MODEL.KEYPOINT_ON else 0
+        found[detector] = detector_contract(cfg.MODEL.MASK_ON, keypoints)
         found[f"{detector}_ensemble"] = ensemble_contract(found[detector])
     return found
 
@@ -137,3 +141,67 @@ def test_contract_check_finds_tensors_by_name_and_names_each_departure() -> None
     router = as_triton_json(CONFIGS["inspect"])
     router["input"][1].pop("optional")
     assert config_mismatches(router, ROUTER) == ["optional inputs are [], expected ['MODELS']"]
+
+
+def test_a_keypoint_head_adds_keypoints_after_the_other_outputs() -> None:
+    with_keypoints = detector_contract(True, 4)
+    assert with_keypoints.inputs == MASK_DETECTOR.inputs
+    assert with_keypoints.outputs == (
+        *MASK_DETECTOR.outputs,
+        TensorSpec(KEYPOINTS, "TYPE_FP32", (-1, 4, 3)),
+    )
+    assert detector_contract(False, 2).output_names == ["BOXES", "SCORES", "CLASSES", KEYPOINTS]
+    assert detector_contract(True, 0) == detector_contract(True) == MASK_DETECTOR
+
+
+def pointer_config_with_keypoints(dims: list[str]) -> dict:
+    """The served pointer's config with a KEYPOINTS output, as Triton hands it over."""
+    config = as_triton_json(CONFIGS["pointer"])
+    config["output"].append({"name": KEYPOINTS, "data_type": "TYPE_FP32", "dims": dims})
+    return config
+
+
+def test_keypoints_are_held_to_the_contract_of_the_yamls_head() -> None:
+    config = pointer_config_with_keypoints(["-1", "4", "3"])
+    assert config_mismatches(config, detector_contract(True, 4)) == []
+    assert config_mismatches(config, detector_contract(True)) == ["unexpected output KEYPOINTS"]
+    assert config_mismatches(as_triton_json(CONFIGS["pointer"]), detector_contract(True, 4)) == [
+        "output KEYPOINTS is missing"
+    ]
+    assert config_mismatches(config, detector_contract(True, 5)) == [
+        "output KEYPOINTS is TYPE_FP32 [-1, 4, 3], expected TYPE_FP32 [-1, 5, 3]"
+    ]
+
+
+CONFIG_PBTXT = REPOSITORY / "pointer" / "config.pbtxt"
+KEYPOINT_YAML = REPOSITORY / "pointer" / "mask_rcnn_R18_FPN_demo_keypoints.yaml"
+PLAIN_YAML = REPOSITORY / "pointer" / "mask_rcnn_R18_FPN_demo.yaml"
+
+
+def test_keypoints_declared_without_a_keypoint_head_name_both_files() -> None:
+    declared = pointer_config_with_keypoints(["-1", "4", "3"])
+    problem = keypoint_mismatch(declared, 0, CONFIG_PBTXT, PLAIN_YAML)
+    assert problem is not None
+    assert problem.startswith(
+        f"{CONFIG_PBTXT} declares output KEYPOINTS but {PLAIN_YAML} has no keypoint head"
+    )
+    assert keypoint_mismatch(declared, 4, CONFIG_PBTXT, KEYPOINT_YAML) is None
+
+
+def test_a_keypoint_head_without_keypoints_declared_names_both_files() -> None:
+    plain = as_triton_json(CONFIGS["pointer"])
+    problem = keypoint_mismatch(plain, 4, CONFIG_PBTXT, KEYPOINT_YAML)
+    assert problem is not None
+    assert problem.startswith(
+        f"{KEYPOINT_YAML} has a keypoint head (4 keypoints) but {CONFIG_PBTXT} declares no "
+        "output KEYPOINTS: add it as TYPE_FP32 dims [ -1, 4, 3 ]"
+    )
+    assert keypoint_mismatch(plain, 0, CONFIG_PBTXT, PLAIN_YAML) is None
+
+
+def test_keypoints_of_another_count_name_both_files() -> None:
+    declared = pointer_config_with_keypoints(["-1", "17", "3"])
+    assert keypoint_mismatch(declared, 4, CONFIG_PBTXT, KEYPOINT_YAML) == (
+        f"{CONFIG_PBTXT} declares output KEYPOINTS as TYPE_FP32 [ -1, 17, 3 ] but {KEYPOINT_YAML} "
+        "has 4 keypoints: expected TYPE_FP32 dims [ -1, 4, 3 ]"
+    )
