@@ -91,6 +91,33 @@ def make_scenes() -> dict[str, bytes]:
     return {name: encode_jpeg(Image.fromarray(image)) for name, image in photos.items()}
 
 
+# Photos of nothing, of several kinds, that tests/data/nothing/draw.py drew: plain scenes (wall,
+# bricks, sky, ground) and scenes with look-alikes of meters and insulators (power lines, pipework
+# with flanges and a handwheel, a control panel's knobs, lamps and labels).
+NOTHING_FOLDER = REPO_ROOT / "tests" / "data" / "nothing"
+NOTHING_KINDS = ("bricks", "ground", "panel", "pipes", "sky", "wall", "wires")
+# What the demo detectors find on them today, by kind and model: the empty-answer tests expect
+# these failures (strictly, so that the list shrinks when a retrained model stops finding them).
+# Issue 37 trains both models on such look-alikes.
+FOUND_IN_NOTHING: dict[str, dict[str, str]] = {
+    "ground": {"insulator": "an insulator across the gravel, defects on pebbles"},
+    "panel": {
+        "pointer": "a knob's pointer mark as a needle, the display over two knobs as a dial",
+        "insulator": "the columns of knob, lamp, buttons and switch as insulator strings",
+    },
+    "pipes": {
+        "pointer": "the valve's handwheel as a dial, its spokes as needles; a flange as a dial",
+        "insulator": "the handwheel as a defect",
+    },
+    "wires": {"pointer": "the pole's top, where the wires cross it, as a dial"},
+}
+
+
+def nothing_photos() -> dict[str, bytes]:
+    """The photos of nothing in ``NOTHING_FOLDER`` as JPEG files, by kind."""
+    return {kind: (NOTHING_FOLDER / f"{kind}.jpg").read_bytes() for kind in NOTHING_KINDS}
+
+
 def free_ports(count: int) -> list[int]:
     """Ports the kernel reports free right now (held open together so they differ)."""
     with ExitStack() as stack:
