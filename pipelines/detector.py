@@ -3,7 +3,7 @@
 Takes what the ``preprocess`` model produces (resized HWC ``uint8`` images and their original
 sizes), runs a batch as one detectron2 forward, and returns per-image numpy arrays in original
 image pixel coordinates: boxes, scores, classes and, for models with a mask head, masks cropped
-to their box.
+to their box, and for models with a keypoint head the keypoints.
 """
 
 from __future__ import annotations
@@ -67,11 +67,12 @@ def load_config(path: Path, device: str = "cpu") -> CfgNode:
     """Reads a detector's YAML into a frozen detectron2 config.
 
     The YAML is merged over detectron2's defaults plus CenterNet2's keys (harmless for Mask
-    R-CNN) and this project's ``CLASS_NAMES``.
+    R-CNN) and this project's ``CLASS_NAMES`` and ``KEYPOINT_NAMES``.
 
     Raises:
         FileNotFoundError: the YAML does not exist.
-        ValueError: ``CLASS_NAMES`` does not have one name per class.
+        ValueError: ``CLASS_NAMES`` does not have one name per class, or a model with a
+            keypoint head (``MODEL.KEYPOINT_ON``) does not name each of its keypoints once.
     """
     cfg = read_yaml_config(path)
     cfg.MODEL.DEVICE = device
@@ -81,6 +82,15 @@ def load_config(path: Path, device: str = "cpu") -> CfgNode:
             f"{path}: CLASS_NAMES has {len(cfg.CLASS_NAMES)} names but "
             f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}"
         )
+    if cfg.MODEL.KEYPOINT_ON:
+        names = list(cfg.KEYPOINT_NAMES)
+        expected = cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS
+        if len(names) != expected or len(set(names)) != len(names):
+            raise ValueError(
+                f"{path}: MODEL.KEYPOINT_ON needs KEYPOINT_NAMES with one distinct name per "
+                f"keypoint: MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS is {expected}, "
+                f"KEYPOINT_NAMES is {names}"
+            )
     cfg.freeze()
     return cfg
 
@@ -277,6 +287,10 @@ class Detector:
         extras = load_weights(self.model, weights_path)
         self.untrained = bool(extras.get(UNTRAINED_KEY, False))
         self.has_masks = bool(self.cfg.MODEL.MASK_ON)
+        # Empty without a keypoint head; else what each KEYPOINTS row is, in order.
+        self.keypoint_names: list[str] = (
+            list(self.cfg.KEYPOINT_NAMES) if self.cfg.MODEL.KEYPOINT_ON else []
+        )
         fold_frozen_batch_norms(self.model)
         if self.device.type == "cpu":
             channels_last(self.model)
@@ -314,6 +328,9 @@ class Detector:
         raw = self.model.inference(inputs, do_postprocess=False)
         detections = []
         for instances, item in zip(raw, inputs, strict=True):
+            if instances.has("pred_keypoint_heatmaps"):
+                # The logit maps behind pred_keypoints: not served, so not scaled nor copied.
+                instances.remove("pred_keypoint_heatmaps")
             probs = instances.pred_masks
             instances.remove("pred_masks")
             instances.mask_probs = probs
@@ -335,8 +352,13 @@ class Detector:
 
     def _to_numpy(self, instances: Instances) -> Detections:
         instances = instances.to("cpu")
+        keypoints = None
+        if self.keypoint_names:
+            # x, y scaled to the original image by detector_postprocess, and detectron2's score.
+            keypoints = instances.pred_keypoints.numpy().astype(np.float32)
         return Detections(
             boxes=instances.pred_boxes.tensor.numpy().astype(np.float32),
             scores=instances.scores.numpy().astype(np.float32),
             classes=instances.pred_classes.numpy().astype(np.int32),
+            keypoints=keypoints,
         )

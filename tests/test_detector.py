@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from detectron2.modeling import build_model
 
 from clients.masks import paste_masks
@@ -39,6 +40,8 @@ DEMO = {
         ["insulator", "defect"],
     ),
 }
+# The pointer recipe with a keypoint head on the dials (issue 36); no trained weights yet.
+KEYPOINT_YAML = REPOSITORY / "pointer" / "mask_rcnn_R18_FPN_demo_keypoints.yaml"
 # The demo weights stay small: every version stays in the git history.
 MAX_DEMO_WEIGHTS_BYTES = 40 * 2**20
 
@@ -48,7 +51,9 @@ def pointer(untrained_weights) -> Detector:
     return Detector(POINTER_YAML, untrained_weights(POINTER_YAML))
 
 
-@pytest.mark.parametrize("path", [POINTER_YAML, INSULATOR_YAML, *(y for y, _ in DEMO.values())])
+@pytest.mark.parametrize(
+    "path", [POINTER_YAML, INSULATOR_YAML, KEYPOINT_YAML, *(y for y, _ in DEMO.values())]
+)
 def test_configs_name_their_classes(path: Path) -> None:
     cfg = load_config(path)
     assert len(cfg.CLASS_NAMES) == cfg.MODEL.ROI_HEADS.NUM_CLASSES > 0
@@ -71,6 +76,7 @@ def test_demo_weights_are_small_trained_and_load_as_fp32(name: str) -> None:
     detector = Detector(config, weights)
     assert not detector.untrained
     assert detector.class_names == class_names
+    assert detector.keypoint_names == []
     for key, value in detector.model.state_dict().items():
         if value.is_floating_point():
             assert value.dtype == torch.float32, key
@@ -95,6 +101,89 @@ def test_config_with_wrong_class_count_is_refused(tmp_path: Path) -> None:
     bad.write_text(POINTER_YAML.read_text().replace('["pointer", "dial"]', '["pointer"]'))
     with pytest.raises(ValueError, match=r"CLASS_NAMES has 1 names but .*NUM_CLASSES is 2"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        ('["scale_start", "scale_mid", "scale_end"]', "NUM_KEYPOINTS is 4"),
+        ('["scale_start", "scale_mid", "scale_mid", "center"]', "one distinct name"),
+        ("[]", "KEYPOINT_NAMES is []"),
+    ],
+)
+def test_a_keypoint_head_must_name_each_keypoint_once(
+    tmp_path: Path, names: str, problem: str
+) -> None:
+    text = KEYPOINT_YAML.read_text()
+    listed = '["scale_start", "scale_mid", "scale_end", "center"]'
+    assert f"KEYPOINT_NAMES: {listed}" in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(listed, names))
+    with pytest.raises(ValueError, match=rf"{bad}: MODEL.KEYPOINT_ON needs KEYPOINT_NAMES") as err:
+        load_config(bad)
+    assert problem in str(err.value)
+
+
+def test_keypoint_names_come_from_the_yaml_and_only_with_a_head() -> None:
+    assert list(load_config(KEYPOINT_YAML).KEYPOINT_NAMES) == [
+        "scale_start",
+        "scale_mid",
+        "scale_end",
+        "center",
+    ]
+    assert list(load_config(DEMO["pointer"][0]).KEYPOINT_NAMES) == []
+
+
+def finds_everything(config: Path, folder: Path) -> Path:
+    """A copy of a detector YAML that keeps every detection however low its score: untrained
+    weights score below the recipes' thresholds."""
+    settings = yaml.safe_load(config.read_text())
+    settings["MODEL"]["ROI_HEADS"]["SCORE_THRESH_TEST"] = 0.0
+    copy_path = folder / config.name
+    copy_path.write_text(yaml.safe_dump(settings))
+    return copy_path
+
+
+@pytest.fixture(scope="module")
+def keypoint_detector(tmp_path_factory: pytest.TempPathFactory, untrained_weights) -> Detector:
+    config = finds_everything(KEYPOINT_YAML, tmp_path_factory.mktemp("keypoints"))
+    return Detector(config, untrained_weights(config))
+
+
+def test_keypoints_are_detectron2s_in_original_pixels(
+    keypoint_detector: Detector, jpegs: dict[str, bytes]
+) -> None:
+    """The served keypoints are those of detectron2's own forward and postprocessing (which
+    the masked path replaces), scaled from the resized image back to the photo."""
+    cfg = keypoint_detector.cfg
+    resize = Resize(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT)
+    image, size = reference_preprocess(jpegs["landscape_640x427"], resize)
+    assert image.shape[:2] != tuple(size), "resized: the keypoints are scaled back"
+    [served] = keypoint_detector([(image, size)])
+    chw = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)
+    with torch.inference_mode():
+        [output] = keypoint_detector.model(
+            [{"image": chw, "height": int(size[0]), "width": int(size[1])}]
+        )
+    expected = output["instances"].pred_keypoints.numpy()
+    count = len(served.scores)
+    assert count == keypoint_detector.cfg.TEST.DETECTIONS_PER_IMAGE
+    assert served.keypoints.shape == (count, 4, 3) and served.keypoints.dtype == np.float32
+    np.testing.assert_array_equal(served.keypoints, expected)
+    # detectron2 places each keypoint in its box's heatmap: inside the box, in original pixels.
+    x, y = served.keypoints[..., 0], served.keypoints[..., 1]
+    boxes = served.boxes[:, np.newaxis]
+    assert ((x >= boxes[..., 0] - 1) & (x <= boxes[..., 2] + 1)).all()
+    assert ((y >= boxes[..., 1] - 1) & (y <= boxes[..., 3] + 1)).all()
+    assert served.outputs()["KEYPOINTS"] is served.keypoints
+
+
+def test_nothing_found_is_no_keypoints_of_the_declared_shape(untrained_weights) -> None:
+    # Untrained, every score stays below the recipe's threshold: no instance.
+    detector = Detector(KEYPOINT_YAML, untrained_weights(KEYPOINT_YAML))
+    [found] = detector([(np.full((320, 480, 3), 128, np.uint8), (427, 640))])
+    assert found.scores.shape == (0,)
+    assert found.keypoints.shape == (0, 4, 3) and found.keypoints.dtype == np.float32
 
 
 def test_missing_weights_name_the_file(tmp_path: Path) -> None:
