@@ -1,19 +1,29 @@
-"""What the router learns from the model repository: the tensors and classes of its detectors.
+"""What the router learns from the model repository: the tensors, classes and keypoints of its
+detectors.
 
-The router calls ``preprocess`` and the detectors by name. Their tensor names and class names
-are read from their own ``config.pbtxt`` and detectron2 YAML, so they are written down once.
+The router calls ``preprocess`` and the detectors by name. Their tensor names, class names and
+keypoint names are read from their own ``config.pbtxt`` and detectron2 YAML, so they are written
+down once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-__all__ = ["ModelTensors", "class_names", "model_tensors", "parse_config", "read_config"]
+__all__ = [
+    "ModelTensors",
+    "class_names",
+    "keypoint_names",
+    "model_tensors",
+    "parse_config",
+    "read_config",
+]
 
 
 @dataclass(frozen=True)
@@ -52,14 +62,36 @@ def model_tensors(repository: Path, model: str) -> ModelTensors:
     )
 
 
+def _detector_yaml(repository: Path, detector: str) -> tuple[Path, dict[str, Any]]:
+    """The detectron2 YAML a detector's ``detectron2_config`` names: its path and its top level,
+    read as plain YAML (the router needs names, not detectron2)."""
+    tensors = model_tensors(repository, detector)
+    yaml_path = repository / detector / tensors.parameters["detectron2_config"]
+    return yaml_path, yaml.safe_load(yaml_path.read_text()) or {}
+
+
 def class_names(repository: Path, detector: str) -> list[str]:
     """``CLASS_NAMES`` of the detectron2 YAML a detector's ``detectron2_config`` names.
 
-    Read as plain YAML: the router needs the names, not detectron2.
+    Raises:
+        ValueError: the YAML names no classes.
     """
-    tensors = model_tensors(repository, detector)
-    yaml_path = repository / detector / tensors.parameters["detectron2_config"]
-    names = yaml.safe_load(yaml_path.read_text()).get("CLASS_NAMES")
+    yaml_path, top = _detector_yaml(repository, detector)
+    names = top.get("CLASS_NAMES")
     if not names:
         raise ValueError(f"{yaml_path} has no CLASS_NAMES")
+    return [str(name) for name in names]
+
+
+def keypoint_names(repository: Path, detector: str) -> list[str]:
+    """``KEYPOINT_NAMES`` of the detectron2 YAML a detector's ``detectron2_config`` names, in
+    the order of its ``KEYPOINTS`` output; empty when the YAML names none.
+
+    Raises:
+        ValueError: ``KEYPOINT_NAMES`` is not a list, or names a keypoint twice.
+    """
+    yaml_path, top = _detector_yaml(repository, detector)
+    names = top.get("KEYPOINT_NAMES") or []
+    if not isinstance(names, list) or len(set(map(str, names))) != len(names):
+        raise ValueError(f"{yaml_path}: KEYPOINT_NAMES must be a list of distinct names: {names!r}")
     return [str(name) for name in names]

@@ -6,6 +6,7 @@ The answer is a JSON document (``DETECTIONS``) plus the mask crops (``MASKS``); 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -28,6 +29,12 @@ __all__ = [
 _COLOURS = [(230, 57, 70), (29, 161, 242), (46, 204, 113), (241, 196, 15)]
 # Readings: center, needle direction and value.
 _READING_COLOUR = (255, 221, 0)
+# A dial's scale as its keypoints place it: where it starts (fraction 0), where it ends (1).
+_SCALE_START_COLOUR = (57, 255, 20)
+_SCALE_END_COLOUR = (255, 0, 255)
+_SCALE_ARC_COLOUR = (0, 229, 255)
+# Degrees between the points of a drawn scale arc.
+_ARC_STEP_DEG = 3.0
 
 
 @dataclass
@@ -40,6 +47,8 @@ class Instance:
     box: tuple[float, float, float, float]
     mask: np.ndarray | None = None  # bool [height, width] of the crop at mask_origin
     mask_origin: tuple[int, int] = (0, 0)
+    # name -> (x, y, score), in the detector's KEYPOINT_NAMES order; None without keypoints.
+    keypoints: dict[str, tuple[float, float, float]] | None = None
 
 
 @dataclass
@@ -80,6 +89,11 @@ def parse_answer(detections: bytes, masks: np.ndarray) -> Answer:
                 offset = item["mask"]["offset"]
                 instance.mask = masks[offset : offset + w * h].reshape(h, w).astype(bool)
                 instance.mask_origin = (x, y)
+            if "keypoints" in item:
+                instance.keypoints = {
+                    name: (float(x), float(y), float(score))
+                    for name, (x, y, score) in item["keypoints"].items()
+                }
             instances.append(instance)
         models[name] = ModelResult(part["status"], part.get("error"), instances)
     return Answer(
@@ -88,7 +102,15 @@ def parse_answer(detections: bytes, masks: np.ndarray) -> Answer:
 
 
 def format_reading(index: int, reading: dict[str, Any]) -> str:
-    """One line: ``dial 0: 1.01 MPa (63% of scale, needle 217.4 deg)``."""
+    """One line: ``dial 0: 1.01 MPa (63% of scale, needle 217.4 deg)``.
+
+    A reading that says where its scale came from (``scale``, from the dial's keypoints) gives
+    its status and its scale too, and a withheld value the evidence at hand:
+    ``dial 0: 1.01 MPa [ok] (63% of scale, needle 217.4 deg, scale seen 225.0 to 135.0 deg)``,
+    ``dial 1: no reading [scale mismatch] (needle 12.0 deg, scale seen 200.0 to 100.0 deg)``.
+    """
+    if "scale" in reading:
+        return _format_scaled_reading(index, reading)
     if reading["status"] != "ok":
         return f"dial {index}: no reading ({reading['status']})"
     angle = f"needle {reading['needle_angle_deg']:.1f} deg"
@@ -98,6 +120,34 @@ def format_reading(index: int, reading: dict[str, Any]) -> str:
         f"dial {index}: {reading['value']:.3g} {reading['unit']} "
         f"({reading['fraction']:.0%} of scale, {angle})"
     )
+
+
+def _format_scaled_reading(index: int, reading: dict[str, Any]) -> str:
+    status = reading["status"]
+    ok = status == "ok"
+    value, fraction = reading.get("value"), reading.get("fraction")
+    details = []
+    if ok and value is not None:
+        shown = f"{value:.3g} {reading.get('unit') or ''}".rstrip()
+        details.append(f"{fraction:.0%} of scale")
+    elif ok and fraction is not None:
+        shown = f"{fraction:.0%} of scale"
+    else:
+        shown = "no reading"
+    if reading.get("needle_angle_deg") is not None:
+        details.append(f"needle {reading['needle_angle_deg']:.1f} deg")
+    if reading["scale"] is not None:
+        details.append(_format_scale(reading["scale"]))
+    suffix = f" ({', '.join(details)})" if details else ""
+    return f"dial {index}: {shown} [{status}]{suffix}"
+
+
+def _format_scale(scale: dict[str, Any]) -> str:
+    """``scale seen 225.0 to 135.0 deg``: where the scale starts and ends (clockwise on the
+    face), and whence that is known (``seen`` on the dial, or ``from calibration``)."""
+    source = scale.get("source")
+    whence = "" if source is None else " seen" if source == "seen" else f" from {source}"
+    return f"scale{whence} {scale['start_deg']:.1f} to {scale['end_deg']:.1f} deg"
 
 
 def format_answer(answer: Answer, min_score: float = 0.0, top: int = 5) -> str:
@@ -125,7 +175,9 @@ def format_answer(answer: Answer, min_score: float = 0.0, top: int = 5) -> str:
 
 
 def draw_answer(image: Image.Image, answer: Answer, min_score: float = 0.0) -> Image.Image:
-    """The photo with masks tinted, boxes outlined and labelled ``class score``."""
+    """The photo with masks tinted, boxes outlined and labelled ``class score``, each dial's
+    scale (its start green, its end magenta, the arc between them) where the answer has keypoints,
+    and each reading's needle and value."""
     canvas = image.convert("RGB")
     overlay = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     for index, result in enumerate(answer.models.values()):
@@ -149,8 +201,46 @@ def draw_answer(image: Image.Image, answer: Answer, min_score: float = 0.0) -> I
             x, y = inst.box[0], max(inst.box[1] - 11, 0)
             draw.rectangle(draw.textbbox((x, y), label), fill=colour)
             draw.text((x, y), label, fill=(255, 255, 255))
+    _draw_scales(draw, answer, min_score)
     _draw_readings(draw, answer)
     return canvas
+
+
+def _draw_scales(draw: ImageDraw.ImageDraw, answer: Answer, min_score: float) -> None:
+    """Each instance's scale as its keypoints place it: its start and end marked, and the arc
+    between them drawn clockwise around the center (through scale_mid when there is one)."""
+    for result in answer.models.values():
+        for inst in result.instances:
+            points = inst.keypoints or {}
+            if inst.score < min_score or not {"scale_start", "scale_end"} <= points.keys():
+                continue
+            ends = [points["scale_start"][:2], points["scale_end"][:2]]
+            if "center" in points:
+                via = [points["scale_mid"][:2]] if "scale_mid" in points else []
+                arc = _arc(points["center"][:2], [ends[0], *via, ends[1]])
+                draw.line(arc, fill=_SCALE_ARC_COLOUR, width=2)
+            for (x, y), colour in zip(ends, (_SCALE_START_COLOUR, _SCALE_END_COLOUR), strict=True):
+                draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour, outline=(0, 0, 0))
+
+
+def _arc(
+    center: tuple[float, float], through: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Points clockwise around ``center`` from each of ``through`` to the next, the radius
+    going linearly from one's distance to the next's (a tilted dial's face is an ellipse)."""
+    cx, cy = center
+    arc = [through[0]]
+    for (x0, y0), (x1, y1) in itertools.pairwise(through):
+        r0, r1 = math.hypot(x0 - cx, y0 - cy), math.hypot(x1 - cx, y1 - cy)
+        # Clockwise from 12 o'clock, image y downwards.
+        a0 = math.atan2(x0 - cx, cy - y0)
+        sweep = (math.atan2(x1 - cx, cy - y1) - a0) % (2 * math.pi)
+        steps = max(1, math.ceil(math.degrees(sweep) / _ARC_STEP_DEG))
+        for step in range(1, steps + 1):
+            t = step / steps
+            angle, radius = a0 + t * sweep, r0 + t * (r1 - r0)
+            arc.append((cx + radius * math.sin(angle), cy - radius * math.cos(angle)))
+    return arc
 
 
 def _draw_readings(draw: ImageDraw.ImageDraw, answer: Answer) -> None:

@@ -52,8 +52,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--draw",
         type=Path,
         metavar="OUT",
-        help="Write the photo with masks, boxes, class names and scores drawn on it: to OUT for "
-        "one image, or into folder OUT (as <name>.detections.jpg) for several.",
+        help="Write the photo with masks, boxes, class names and scores drawn on it, and each "
+        "meter's needle, value and (where the pointer model finds keypoints) its scale's start, "
+        "end and arc: to OUT for one image, or into folder OUT (as <name>.detections.jpg) for "
+        "several.",
     )
     parser.add_argument(
         "--min-score",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bls.merge import merge_answer
-from bls.repository import class_names, model_tensors
+from bls.merge import KeypointLayout, merge_answer
+from bls.repository import class_names, keypoint_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
 from clients.answer import draw_answer, format_answer, format_reading, parse_answer
 from pipelines.tensors import Detections
@@ -245,3 +246,140 @@ def test_a_cli_piped_into_head_ends_quietly() -> None:
     error = cli.stderr.read()
     assert cli.wait(timeout=60) == 1
     assert error == ""
+
+
+KEYPOINT_NAMES = ["scale_start", "scale_mid", "scale_end", "center"]
+
+
+def keypoint_result() -> Detections:
+    """:func:`pointer_result` from a model with a keypoint head: a needle, then a dial."""
+    result = pointer_result()
+    result.keypoints = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3)
+    return result
+
+
+DIALS_CARRY_KEYPOINTS = {"pointer": KeypointLayout(KEYPOINT_NAMES, frozenset({"dial"}))}
+
+
+def test_merge_names_each_dials_keypoints() -> None:
+    names = {"pointer": ["pointer", "dial"]}
+    document, masks = merge_answer(
+        30, 40, {"pointer": keypoint_result()}, names, keypoints=DIALS_CARRY_KEYPOINTS
+    )
+    needle, dial = json.loads(document)["models"]["pointer"]["instances"]
+    assert "keypoints" not in needle, "needles carry no keypoints"
+    assert dial["keypoints"] == {
+        "scale_start": [12.0, 13.0, 14.0],
+        "scale_mid": [15.0, 16.0, 17.0],
+        "scale_end": [18.0, 19.0, 20.0],
+        "center": [21.0, 22.0, 23.0],
+    }
+    parsed = parse_answer(document, masks).models["pointer"].instances
+    assert parsed[0].keypoints is None
+    assert parsed[1].keypoints == {name: tuple(v) for name, v in dial["keypoints"].items()}
+    # Without the detector's layout, or without keypoints, the answer is as before.
+    plain, _ = merge_answer(30, 40, {"pointer": pointer_result()}, names)
+    no_layout, _ = merge_answer(30, 40, {"pointer": keypoint_result()}, names)
+    no_keypoints, _ = merge_answer(
+        30, 40, {"pointer": pointer_result()}, names, keypoints=DIALS_CARRY_KEYPOINTS
+    )
+    assert no_layout == no_keypoints == plain
+    assert format_answer(parse_answer(document, masks)) == format_answer(parse_answer(plain, masks))
+
+
+def test_merge_refuses_keypoints_that_do_not_fit_their_names() -> None:
+    result = keypoint_result()
+    result.keypoints = result.keypoints[:, :3]
+    with pytest.raises(ValueError, match=r"pointer: KEYPOINTS has shape \[2, 3, 3\], expected"):
+        merge_answer(
+            30,
+            40,
+            {"pointer": result},
+            {"pointer": ["pointer", "dial"]},
+            None,
+            DIALS_CARRY_KEYPOINTS,
+        )
+
+
+def test_router_reads_keypoint_names_from_the_yaml_its_detector_serves(tmp_path: Path) -> None:
+    assert keypoint_names(REPOSITORY, "pointer") == []  # the committed weights have no head
+    assert keypoint_names(REPOSITORY, "insulator") == []
+    pointer = tmp_path / "pointer"
+    pointer.mkdir()
+    config = (REPOSITORY / "pointer" / "config.pbtxt").read_text()
+    served = '"mask_rcnn_R18_FPN_demo.yaml"'
+    assert served in config
+    keypoint_yaml = "mask_rcnn_R18_FPN_demo_keypoints.yaml"
+    (pointer / "config.pbtxt").write_text(config.replace(served, f'"{keypoint_yaml}"'))
+    shutil.copy(REPOSITORY / "pointer" / keypoint_yaml, pointer)
+    assert keypoint_names(tmp_path, "pointer") == KEYPOINT_NAMES
+    assert class_names(tmp_path, "pointer") == ["pointer", "dial"]
+    twice = (pointer / keypoint_yaml).read_text().replace('"scale_mid"', '"scale_end"')
+    (pointer / keypoint_yaml).write_text(twice)
+    with pytest.raises(ValueError, match=f"{pointer / keypoint_yaml}: KEYPOINT_NAMES must be"):
+        keypoint_names(tmp_path, "pointer")
+
+
+SCALED = {
+    **READINGS[0],
+    "scale": {"start_deg": 225.0, "end_deg": 135.0, "source": "seen"},
+    "evidence": {"keypoint_score": 0.93},
+}
+
+
+@pytest.mark.parametrize(
+    ("reading", "line"),
+    [
+        (
+            SCALED,
+            "dial 0: 1.01 MPa [ok] (63% of scale, needle 90.0 deg, scale seen 225.0 to 135.0 deg)",
+        ),
+        (
+            {**SCALED, "value": None, "unit": None},
+            "dial 0: 63% of scale [ok] (needle 90.0 deg, scale seen 225.0 to 135.0 deg)",
+        ),
+        (
+            {**SCALED, "status": "scale mismatch", "fraction": None, "value": None},
+            "dial 0: no reading [scale mismatch] (needle 90.0 deg, scale seen 225.0 to 135.0 deg)",
+        ),
+        (
+            {**SCALED, "scale": {"start_deg": 225, "end_deg": 135, "source": "calibration"}},
+            "dial 0: 1.01 MPa [ok] (63% of scale, needle 90.0 deg, scale from calibration 225.0 "
+            "to 135.0 deg)",
+        ),
+        (
+            {**READINGS[1], "scale": None, "evidence": {}},
+            "dial 0: no reading [no needle]",
+        ),
+    ],
+)
+def test_a_reading_with_a_scale_says_its_status_and_its_scale(reading: dict, line: str) -> None:
+    assert format_reading(0, reading) == line
+
+
+def test_draw_marks_the_scales_ends_and_the_arc_between_them() -> None:
+    result = pointer_result()
+    result.boxes[1] = [10, 10, 90, 90]
+    # A dial centered at (50, 58), radius 28: its scale from 7:30 clockwise over 12 to 4:30.
+    r = 28 / np.sqrt(2)
+    dial = [[50 - r, 58 + r, 0.9], [50, 30, 0.9], [50 + r, 58 + r, 0.9], [50, 58, 0.9]]
+    result.keypoints = np.array([np.zeros((4, 3)), dial], np.float32)
+    names = {"pointer": ["pointer", "dial"]}
+    document, masks = merge_answer(
+        100, 100, {"pointer": result}, names, None, DIALS_CARRY_KEYPOINTS
+    )
+    photo = Image.new("RGB", (100, 100), (0, 0, 0))
+    drawn = np.asarray(draw_answer(photo, parse_answer(document, masks)))
+    assert drawn[78, 30].tolist() == [57, 255, 20], "the start, green"
+    assert drawn[78, 70].tolist() == [255, 0, 255], "the end, magenta"
+    arc = (0, 229, 255)
+    # Through 9, 12 and 3 o'clock, not through 6 o'clock (outside the scale).
+    for y, x in ((58, 22), (30, 50), (58, 78)):
+        assert (drawn[y - 1 : y + 2, x - 1 : x + 2] == arc).all(axis=2).any(), (y, x)
+    assert not (drawn[83:89, 44:57] == arc).all(axis=2).any(), "no arc below the center"
+    without = merge_answer(100, 100, {"pointer": result}, names)
+    plain = np.asarray(draw_answer(photo, parse_answer(*without)))
+    assert plain[78, 30].tolist() == [0, 0, 0] and plain[30, 50].tolist() == [0, 0, 0]
+    # Below the score threshold nothing of it is drawn.
+    hidden = np.asarray(draw_answer(photo, parse_answer(document, masks), min_score=0.5))
+    assert hidden[78, 30].tolist() == [0, 0, 0] and hidden[30, 50].tolist() == [0, 0, 0]
