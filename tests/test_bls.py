@@ -181,8 +181,8 @@ READINGS = [
 def test_readings_cross_the_answer_as_sent() -> None:
     names = {"pointer": ["pointer", "dial"]}
     document, masks = merge_answer(60, 80, {"pointer": pointer_result()}, names, READINGS)
+    assert json.loads(document)["readings"] == READINGS, "on the wire"
     answer = parse_answer(document, masks)
-    assert answer.readings == READINGS
     assert answer.readings == READINGS
     without, _ = merge_answer(60, 80, {"pointer": pointer_result()}, names)
     assert "readings" not in json.loads(without)
