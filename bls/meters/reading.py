@@ -1,0 +1,781 @@
+"""Meter readings from the ``pointer`` model: the scale it sees on each dial, the needle on it.
+
+Per detected dial: the ellipse of its mask's outline; the needle that lies on it; the face
+rectified (``bls.meters.geometry``: exactly, from the outline and the needle's pivot keypoint
+``center``; affine about the ellipse's center without one); the scale's ``scale_start``,
+``scale_mid`` and ``scale_end`` keypoints and the needle measured on that face. The fraction is
+the needle's share of the scale's sweep angle, clockwise from its start: 0 at the start, 1 at the
+end, for any meter. Where the dial class is calibrated (``bls.meters.calibration``) the fraction
+becomes a value; the calibration's angles, where given, check that the scale seen is the
+calibrated type's. Weights without a keypoint head (no keypoints at all) read on the calibration's
+angles, as the scale's ``source`` says.
+
+Every reading carries the evidence it rests on and abstains, with a status that says why, when
+that is weak: ``ok`` means the needle's angle, and the fraction and value where given, can be
+trusted. A reading that is not ``ok`` has no value, and no fraction except under ``scale
+mismatch`` (there the scale seen stands; it is the calibration's type that does not)::
+
+    {"dial": 1, "needle": 0, "center": [312.4, 208.9], "needle_angle_deg": 23.48,
+     "fraction": 0.5769, "value": 0.92306, "unit": "MPa", "status": "ok",
+     "scale": {"start_deg": 225.31, "end_deg": 134.62, "source": "seen"},
+     "evidence": {"keypoint_score": 0.82, "ellipse_residual": 0.004, "pivot_offset": 0.11,
+                  "center_miss": 0.006, "mid_error": 0.003, "radius_spread": 0.012,
+                  "fraction_uncertainty": 0.004, "outside_deg": 0.0}}
+
+``scale``'s angles are on the rectified face, clockwise from 12 o'clock; ``source`` is
+``"seen"`` (the model's keypoints) or ``"calibration"`` (weights without keypoints), and
+``scale`` is ``None`` when neither gives one. ``evidence`` holds what was measured, in shares of
+the face's radius where a length (:class:`Evidence`; :class:`Thresholds` says where each turns
+into abstention). The statuses (:data:`STATUS_MEANINGS`):
+
+- ``ok``: trustworthy. ``fraction`` is ``None`` only where no scale is known (a dial class with
+  neither keypoints nor calibrated angles: the needle's angle alone), ``value`` where the dial
+  class has no calibrated range.
+- ``dial mask unusable``: the dial's mask has no elliptical outline.
+- ``no needle`` / ``two needles``: no needle lies on the dial, or two different ones do.
+- ``scale not found``: the model gave keypoints but not the scale's ends (scores below
+  ``keypoint_min_score``); or, from weights without keypoints, a calibrated range without
+  calibrated angles.
+- ``scale unsure``: the scale's marks contradict each other or the dial: the middle mark not
+  halfway along the sweep, the marks at different radii or off the face, a pivot far from the
+  dial's center, an outline that is no ellipse, a sweep too short, a dial too small or a sweep
+  too short for the keypoints' precision, or marks read about an ellipse's center on a tilted
+  face (no pivot keypoint).
+- ``needle off center``: the needle's line misses the pivot.
+- ``scale mismatch``: the scale seen is not where the calibration's angles put it: another
+  meter type under the same class. The fraction stands, the value is withheld.
+- ``outside the scale``: the needle points into the scale's gap, beyond ``margin_deg``.
+
+Angles are clockwise from 12 o'clock, in degrees in ``[0, 360)``, with image y growing
+downwards (``training.gauges.angle_clockwise_from_up``); positions in detectron2's continuous
+pixels (``bls.meters.geometry.PIXEL_CENTER``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from bls.meters.calibration import DEFAULT_MARGIN_DEG, Calibration, fraction_on_scale
+from bls.meters.geometry import (
+    PIXEL_CENTER,
+    Ellipse,
+    Face,
+    affine_face,
+    clockwise,
+    clockwise_angle,
+    fit_ellipse,
+    needle_line,
+    outline_points,
+    perspective_face,
+)
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "KEYPOINT_NAMES",
+    "STATUSES",
+    "STATUS_MEANINGS",
+    "Evidence",
+    "MaskedInstance",
+    "Reading",
+    "Scale",
+    "Thresholds",
+    "instances_from_arrays",
+    "read_meters",
+]
+
+# The pointer model's keypoints on each dial, in its YAML's order (KEYPOINT_NAMES).
+KEYPOINT_NAMES: tuple[str, ...] = ("scale_start", "scale_mid", "scale_end", "center")
+_START, _MID, _END, _PIVOT = KEYPOINT_NAMES
+
+STATUS_OK = "ok"
+BAD_DIAL = "dial mask unusable"
+NO_NEEDLE = "no needle"
+TWO_NEEDLES = "two needles"
+SCALE_NOT_FOUND = "scale not found"
+SCALE_UNSURE = "scale unsure"
+NEEDLE_OFF_CENTER = "needle off center"
+SCALE_MISMATCH = "scale mismatch"
+OUTSIDE_SCALE = "outside the scale"
+STATUS_MEANINGS: dict[str, str] = {
+    STATUS_OK: "trustworthy: the needle's angle, and the fraction and value where given",
+    BAD_DIAL: "the dial's mask has no elliptical outline",
+    NO_NEEDLE: "no needle lies on the dial",
+    TWO_NEEDLES: "two different needles lie on the dial",
+    SCALE_NOT_FOUND: "the scale's ends were not found on the face (and no calibration says "
+    "where they lie)",
+    SCALE_UNSURE: "the scale's marks found contradict each other or the dial",
+    NEEDLE_OFF_CENTER: "the needle's line misses the dial's pivot",
+    SCALE_MISMATCH: "the scale seen is not where the dial class's calibration puts it: "
+    "another meter type",
+    OUTSIDE_SCALE: "the needle points into the scale's gap",
+}
+STATUSES = tuple(STATUS_MEANINGS)
+
+# A needle belongs to a dial when at least this share of its pixels lies inside the dial's
+# ellipse, grown by INSIDE_SLACK (masks are a little ragged at the rim).
+NEEDLE_INSIDE_SHARE = 0.5
+INSIDE_SLACK = 1.1
+# A needle mask mostly covered by a higher-scored one is the same needle detected twice.
+DUPLICATE_SHARE = 0.5
+# Where on the needle's line its direction is read when no scale gives a radius (face radii).
+_NEEDLE_RADIUS = 0.8
+_MIN_NEEDLE_PIXELS = 6
+_MIN_DIAL_POINTS = 12
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where evidence turns into abstention; lengths in shares of the face's radius.
+
+    The defaults were set on drawn dials with exact masks and keypoints jittered by a pixel or
+    two (tests/test_reading.py); they are to be tuned on the pointer model's held-out outputs:
+    pass another instance to :func:`read_meters`, report one with ``dataclasses.asdict``.
+
+    Attributes:
+        keypoint_min_score: least detectron2 keypoint score (its heatmap peak's softmax share)
+            of a keypoint used; below it the keypoint counts as not found.
+        max_ellipse_residual: RMS distance of the dial's outline from its fitted ellipse.
+        max_pivot_offset: how far the pivot may lie from the ellipse's center, as the
+            ellipse's normalized radius (perspective moves it by up to about 0.2).
+        max_mid_error: how far ``scale_mid`` may lie from halfway along the sweep, in shares of
+            the sweep.
+        max_radius_spread: how much the three scale marks' radii on the face may differ.
+        keypoint_error_px: the error expected of a keypoint found (per axis, in pixels): what
+            ``fraction_uncertainty`` is computed for.
+        max_fraction_uncertainty: the most ``fraction_uncertainty`` an ``ok`` reading may have.
+        scale_radius: the range of radii on the face where scale marks can lie.
+        min_sweep_deg: a shorter sweep is taken for ends confused with each other.
+        max_pivot_uncertainty: without a pivot keypoint, how far the pivot may lie from the
+            ellipse's center (``perspective_shift * sin(tilt)``) for the scale's marks, read
+            about the ellipse's center, still to be trusted.
+        scale_mismatch_deg: a seen scale whose start, end or sweep differs from the
+            calibration's angles by more than this is another meter type. Above the
+            rectification's error on a camera that rolls a few degrees, below the steps
+            between real types' scales.
+        off_center_share: the needle's line may miss the pivot by this much.
+        perspective_shift: without a pivot keypoint, how far along the ellipse's minor axis the
+            pivot may lie from the ellipse's center, per unit of ``sin(tilt)`` (0.35 measured on
+            rendered gauges seen from 1.5 dial diameters, the closest the renderer goes).
+    """
+
+    keypoint_min_score: float = 0.05
+    max_ellipse_residual: float = 0.03
+    max_pivot_offset: float = 0.5
+    max_mid_error: float = 0.02
+    max_radius_spread: float = 0.08
+    keypoint_error_px: float = 1.0
+    max_fraction_uncertainty: float = 0.015
+    scale_radius: tuple[float, float] = (0.3, 1.05)
+    min_sweep_deg: float = 30.0
+    max_pivot_uncertainty: float = 0.01
+    scale_mismatch_deg: float = 10.0
+    off_center_share: float = 0.1
+    perspective_shift: float = 0.4
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True, eq=False)
+class MaskedInstance:
+    """One detection of the ``pointer`` model with its mask crop.
+
+    Attributes:
+        class_id: index into the model's ``CLASS_NAMES``.
+        score: detection score.
+        box: ``x1, y1, x2, y2`` in image pixels.
+        mask: ``uint8`` or ``bool [height, width]``, nonzero inside, the crop at ``origin``.
+        origin: ``(x, y)`` of the crop's top-left pixel in the image.
+        keypoints: ``float32 [K, 3]``, ``x, y, score`` per keypoint (detectron2's
+            ``pred_keypoints``, in the order of the model's ``KEYPOINT_NAMES``); ``None`` from
+            weights without a keypoint head.
+    """
+
+    class_id: int
+    score: float
+    box: tuple[float, float, float, float]
+    mask: np.ndarray
+    origin: tuple[int, int] = (0, 0)
+    keypoints: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Where a reading's scale lies on the face.
+
+    Attributes:
+        start_deg: the scale's start on the rectified face, clockwise from 12 o'clock.
+        end_deg: its end; the scale sweeps clockwise from start to end.
+        source: ``"seen"`` (the model's keypoints) or ``"calibration"`` (the calibration's
+            angles, for weights without keypoints).
+    """
+
+    start_deg: float
+    end_deg: float
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The scale as the answer states it."""
+        return {
+            "start_deg": round(self.start_deg, 2),
+            "end_deg": round(self.end_deg, 2),
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a reading rests on; ``None`` where not measured. Lengths in face radii.
+
+    Attributes:
+        keypoint_score: the lowest score of the keypoints used.
+        ellipse_residual: RMS distance of the dial's outline from its ellipse.
+        pivot_offset: the pivot keypoint's normalized radius in the outline's ellipse.
+        pivot_uncertainty: without a pivot keypoint, how far the pivot may lie from the
+            ellipse's center on the face.
+        center_miss: how far the needle's line passes from the pivot.
+        mid_error: ``|clockwise(start -> mid) / sweep - 0.5|``.
+        radius_spread: largest minus smallest radius of the three scale marks.
+        fraction_uncertainty: how far the fraction moves when an end mark is off by
+            :attr:`Thresholds.keypoint_error_px` (small dials and short sweeps read coarsely).
+        outside_deg: how far the needle points beyond the nearer end of the scale (0 on it).
+    """
+
+    keypoint_score: float | None = None
+    ellipse_residual: float | None = None
+    pivot_offset: float | None = None
+    pivot_uncertainty: float | None = None
+    center_miss: float | None = None
+    mid_error: float | None = None
+    radius_spread: float | None = None
+    fraction_uncertainty: float | None = None
+    outside_deg: float | None = None
+
+    def to_json(self) -> dict[str, float]:
+        """The measured items, rounded."""
+        return {
+            f.name: round(getattr(self, f.name), 4)
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One dial's reading.
+
+    Attributes:
+        dial: index of the dial among the detector's instances.
+        needle: index of its needle, ``None`` when there is none or two.
+        center: the face's center ``(x, y)`` in image pixels: the pivot keypoint where the
+            face was rectified on it, else the fitted ellipse's center.
+        needle_angle_deg: direction from the center to the needle's tip in the photo,
+            clockwise from 12 o'clock; ``None`` without a needle's direction.
+        fraction: share of the scale's sweep; ``None`` unless ``ok`` with a scale.
+        value: the reading in ``unit``; ``None`` unless ``ok`` with a calibrated range.
+        unit: the calibration's unit; ``None`` without a calibrated range.
+        status: ``"ok"`` or why there is no trustworthy number (one of :data:`STATUSES`).
+        scale: where the scale lies on the face, and whence that is known.
+        evidence: what the reading rests on.
+        face_angle_deg: the needle's angle on the rectified face, the one the scale is read at
+            (not part of the answer's JSON).
+    """
+
+    dial: int
+    needle: int | None
+    center: tuple[float, float]
+    needle_angle_deg: float | None
+    fraction: float | None
+    value: float | None
+    unit: str | None
+    status: str
+    scale: Scale | None = None
+    evidence: Evidence = field(default_factory=Evidence)
+    face_angle_deg: float | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The reading as the answer states it (rounded to what the masks can tell)."""
+        return {
+            "dial": self.dial,
+            "needle": self.needle,
+            "center": [round(self.center[0], 2), round(self.center[1], 2)],
+            "needle_angle_deg": _rounded(self.needle_angle_deg, 2),
+            "fraction": _rounded(self.fraction, 5),
+            "value": None if self.value is None else float(f"{self.value:.6g}"),
+            "unit": self.unit,
+            "status": self.status,
+            "scale": None if self.scale is None else self.scale.to_json(),
+            "evidence": self.evidence.to_json(),
+        }
+
+
+def _rounded(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def _dial_outline(instance: MaskedInstance) -> tuple[Ellipse | None, float | None]:
+    """The ellipse of a dial mask's outer outline, and the outline's residual from it."""
+    outline = outline_points(instance.mask, instance.origin)
+    if len(outline) < _MIN_DIAL_POINTS:
+        return None, None
+    ellipse = fit_ellipse(outline)
+    if ellipse is None:
+        return None, None
+    return ellipse, ellipse.residual(outline)
+
+
+def _pixels(instance: MaskedInstance) -> np.ndarray:
+    """``float [N, 2]``: the mask's pixel centers ``x, y`` in image coordinates."""
+    rows, cols = np.nonzero(np.asarray(instance.mask))
+    points = np.stack([cols + instance.origin[0], rows + instance.origin[1]], axis=1)
+    return points.astype(np.float64) + PIXEL_CENTER
+
+
+def _overlap(a: MaskedInstance, b: MaskedInstance) -> int:
+    """Pixels in both masks."""
+    ax, ay = a.origin
+    bx, by = b.origin
+    ah, aw = a.mask.shape
+    bh, bw = b.mask.shape
+    x0, y0 = max(ax, bx), max(ay, by)
+    x1, y1 = min(ax + aw, bx + bw), min(ay + ah, by + bh)
+    if x1 <= x0 or y1 <= y0:
+        return 0
+    crop_a = np.asarray(a.mask)[y0 - ay : y1 - ay, x0 - ax : x1 - ax] != 0
+    crop_b = np.asarray(b.mask)[y0 - by : y1 - by, x0 - bx : x1 - bx] != 0
+    return int(np.count_nonzero(crop_a & crop_b))
+
+
+def _distinct_needles(
+    candidates: list[int], instances: Sequence[MaskedInstance], areas: Mapping[int, int]
+) -> list[int]:
+    """Drops needles that repeat a higher-scored one (mostly covered by it)."""
+    kept: list[int] = []
+    for j in sorted(candidates, key=lambda k: -instances[k].score):
+        if all(_overlap(instances[j], instances[k]) < DUPLICATE_SHARE * areas[j] for k in kept):
+            kept.append(j)
+    return sorted(kept)
+
+
+@dataclass(frozen=True)
+class _Needle:
+    """A needle measured on the face."""
+
+    face_angle: float
+    photo_angle: float
+    miss: float  # how far its line passes from where the pivot may be, in face radii
+
+
+def _needle_line(face: Face, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The needle's line on the face: ``(its point nearest the origin, unit direction to the
+    tip)``; ``None`` without a direction."""
+    points = face.to_face(pixels)
+    line = needle_line(points, face.area_weights(pixels))
+    if line is None:
+        return None
+    point, direction = line
+    foot = point - (point @ direction) * direction
+    # The tip is the needle's end farther from the pivot: the tail is the shorter part.
+    along = (points - foot) @ direction
+    if along.max() < -along.min():
+        direction = -direction
+    return foot, direction
+
+
+def _measure_needle(face: Face, pixels: np.ndarray, thresholds: Thresholds) -> _Needle | None:
+    """The needle's direction on the face and in the photo; ``None`` without a direction."""
+    line = _needle_line(face, pixels)
+    if line is None:
+        return None
+    foot, direction = line
+    if face.projective:
+        miss = float(np.linalg.norm(foot))
+    else:
+        miss = _affine_miss(foot, direction, face, thresholds)
+    # Lines stay lines in the photo: the needle's photo direction from its foot to the tip.
+    ends = face.to_photo(np.stack([foot, foot + _NEEDLE_RADIUS * direction]))
+    return _Needle(clockwise_angle(direction), clockwise_angle(ends[1] - ends[0]), miss)
+
+
+def _affine_miss(foot: np.ndarray, direction: np.ndarray, face: Face, th: Thresholds) -> float:
+    """How far a line on an affine face passes from where the pivot may be.
+
+    In perspective the pivot is not the ellipse's center: it lies off it along the minor axis,
+    by up to about ``perspective_shift * sin(tilt)`` face radii. The line is measured against
+    that segment.
+    """
+    reach = th.perspective_shift * face.tilt_share
+    normal = np.array([-direction[1], direction[0]])
+    ends = [float(normal @ (s * face.minor_direction - foot)) for s in (-reach, reach)]
+    if ends[0] * ends[1] <= 0:
+        return 0.0
+    return min(abs(ends[0]), abs(ends[1]))
+
+
+@dataclass(frozen=True)
+class _SeenScale:
+    start: float
+    end: float
+    problem: str | None  # SCALE_UNSURE when its marks disagree, else None
+    mid_error: float
+    radius_spread: float
+    uncertainty: float
+
+
+def _turn_per_pixel(face: Face, point: np.ndarray) -> float:
+    """How many radians a mark at photo ``point`` turns on the face per pixel it moves
+    (the most, over directions)."""
+    moved = face.to_face(point + np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+    angles = np.unwrap(np.arctan2(moved[:, 0], -moved[:, 1]))
+    return float(np.hypot(angles[1] - angles[0], angles[2] - angles[0]))
+
+
+def _seen_scale(face: Face, marks: np.ndarray, thresholds: Thresholds) -> _SeenScale:
+    """The scale from its start, middle and end marks (photo ``[3, 2]``) on the face."""
+    points = face.to_face(marks)
+    radii = np.linalg.norm(points, axis=1)
+    start, mid, end = (clockwise_angle(p) for p in points)
+    sweep = clockwise(start, end)
+    mid_error = abs(clockwise(start, mid) / sweep - 0.5) if sweep > 0 else 0.5
+    spread = float(radii.max() - radii.min())
+    # An end mark off by keypoint_error_px moves the fraction by up to this much.
+    turn = max(_turn_per_pixel(face, marks[0]), _turn_per_pixel(face, marks[2]))
+    uncertainty = thresholds.keypoint_error_px * turn / max(np.radians(sweep), 1e-9)
+    low, high = thresholds.scale_radius
+    unsure = (
+        sweep < thresholds.min_sweep_deg
+        or mid_error > thresholds.max_mid_error
+        or spread > thresholds.max_radius_spread
+        or not low <= float(radii.min()) <= float(radii.max()) <= high
+        or uncertainty > thresholds.max_fraction_uncertainty
+    )
+    return _SeenScale(
+        start, end, SCALE_UNSURE if unsure else None, mid_error, spread, float(uncertainty)
+    )
+
+
+def _angle_apart(a: float, b: float) -> float:
+    return abs((a - b + 180.0) % 360.0 - 180.0)
+
+
+def _mismatch(scale: _SeenScale, calibration: Calibration | None, tolerance_deg: float) -> bool:
+    """Whether the scale seen is not where the calibration's angles put it."""
+    if calibration is None or calibration.start_deg is None or calibration.end_deg is None:
+        return False
+    sweep = clockwise(scale.start, scale.end)
+    return (
+        max(
+            _angle_apart(scale.start, calibration.start_deg),
+            _angle_apart(scale.end, calibration.end_deg),
+            abs(sweep - clockwise(calibration.start_deg, calibration.end_deg)),
+        )
+        > tolerance_deg
+    )
+
+
+def _outside(start: float, sweep: float, angle: float) -> float:
+    """Degrees from ``angle`` to the nearer end of the scale, 0 on it."""
+    offset = clockwise(start, angle)
+    return 0.0 if offset <= sweep else min(offset - sweep, 360.0 - offset)
+
+
+@dataclass(frozen=True)
+class _Dial:
+    """What is known of one dial before its needle: its outline and keypoints."""
+
+    index: int
+    ellipse: Ellipse
+    residual: float
+    keypoints: Mapping[str, np.ndarray] | None  # name -> (x, y, score)
+
+
+def _face(
+    dial: _Dial,
+    needle: np.ndarray | None,
+    th: Thresholds,
+    evidence: dict[str, float | None],
+    problems: list[str],
+) -> Face:
+    """The dial's face: exact on its pivot keypoint where that is found and plausible, else
+    affine.
+
+    The pivot keypoint is moved onto the needle's line (which passes through the pivot and,
+    drawn from hundreds of pixels, is far more precise across its direction than a keypoint):
+    a pivot off by a pixel turns the scale's marks, seen from it, by a degree on a small dial.
+    How far it had to move is the evidence ``center_miss``.
+    """
+    if dial.keypoints is None or dial.keypoints[_PIVOT][2] < th.keypoint_min_score:
+        return affine_face(dial.ellipse)
+    pivot = dial.keypoints[_PIVOT][:2]
+    offset = float(dial.ellipse.normalized_radius(pivot[None, :])[0])
+    evidence["pivot_offset"] = offset
+    face = None
+    if offset <= th.max_pivot_offset:
+        face = perspective_face(dial.ellipse, (float(pivot[0]), float(pivot[1])))
+    if face is None:
+        problems.append(SCALE_UNSURE)
+        return affine_face(dial.ellipse)
+    if dial.residual > th.max_ellipse_residual:
+        problems.append(SCALE_UNSURE)
+    line = None if needle is None else _needle_line(face, needle)
+    if line is None:
+        return face
+    foot = line[0]
+    evidence["center_miss"] = float(np.linalg.norm(foot))
+    if np.linalg.norm(foot) > th.off_center_share:
+        problems.append(NEEDLE_OFF_CENTER)
+        return face
+    x, y = face.to_photo(foot[None, :])[0]
+    return perspective_face(dial.ellipse, (float(x), float(y))) or face
+
+
+def _read_dial(
+    dial: _Dial,
+    needles: list[int],
+    pixels: Mapping[int, np.ndarray],
+    calibration: Calibration | None,
+    th: Thresholds,
+) -> Reading:
+    has_range = calibration is not None and calibration.has_range
+    unit = calibration.unit if calibration is not None and has_range else None
+    evidence: dict[str, float | None] = {"ellipse_residual": dial.residual}
+    problems: list[str] = []  # statuses that apply, the first one wins
+    needle = needles[0] if len(needles) == 1 else None
+    face = _face(dial, None if needle is None else pixels[needle], th, evidence, problems)
+    used = []
+    if "pivot_offset" in evidence:
+        used.append(float(dial.keypoints[_PIVOT][2]))
+
+    # The scale: seen, or the calibration's (only for weights without keypoints).
+    scale: Scale | None = None
+    marks = (_START, _MID, _END)
+    if dial.keypoints is not None:
+        scores = [float(dial.keypoints[name][2]) for name in marks]
+        if min(scores) < th.keypoint_min_score:
+            problems.append(SCALE_NOT_FOUND)
+        else:
+            used += scores
+            seen = _seen_scale(face, np.stack([dial.keypoints[n][:2] for n in marks]), th)
+            scale = Scale(seen.start, seen.end, "seen")
+            evidence.update(
+                mid_error=seen.mid_error,
+                radius_spread=seen.radius_spread,
+                fraction_uncertainty=seen.uncertainty,
+            )
+            if seen.problem:
+                problems.append(seen.problem)
+            if not face.projective:
+                # Marks read about the ellipse's center, the needle about its pivot.
+                uncertainty = th.perspective_shift * face.tilt_share
+                evidence["pivot_uncertainty"] = uncertainty
+                if uncertainty > th.max_pivot_uncertainty:
+                    problems.append(SCALE_UNSURE)
+            if _mismatch(seen, calibration, th.scale_mismatch_deg):
+                problems.append(SCALE_MISMATCH)
+    elif calibration is not None and calibration.has_angles:
+        scale = Scale(calibration.start_deg, calibration.end_deg, "calibration")
+    elif has_range:
+        problems.append(SCALE_NOT_FOUND)
+    if used:
+        evidence["keypoint_score"] = min(used)
+
+    def reading(
+        measured: _Needle | None,
+        status: str,
+        fraction: float | None = None,
+        with_value: bool = True,
+    ) -> Reading:
+        value = None
+        if fraction is not None and calibration is not None and with_value:
+            value = calibration.value(fraction)
+        return Reading(
+            dial=dial.index,
+            needle=needle,
+            center=face.center,
+            needle_angle_deg=measured.photo_angle if measured else None,
+            fraction=fraction,
+            value=value,
+            unit=unit,
+            status=status,
+            scale=scale,
+            evidence=Evidence(**evidence),
+            face_angle_deg=measured.face_angle if measured else None,
+        )
+
+    if not needles:
+        return reading(None, NO_NEEDLE)
+    if needle is None:
+        return reading(None, TWO_NEEDLES)
+    measured = _measure_needle(face, pixels[needle], th)
+    if measured is None:
+        return reading(None, NEEDLE_OFF_CENTER)
+    if not face.projective:
+        evidence["center_miss"] = measured.miss
+        if measured.miss > th.off_center_share:
+            problems.append(NEEDLE_OFF_CENTER)
+    fraction = None
+    if scale is not None:
+        sweep = clockwise(scale.start_deg, scale.end_deg)
+        margin = calibration.margin_deg if calibration is not None else DEFAULT_MARGIN_DEG
+        evidence["outside_deg"] = _outside(scale.start_deg, sweep, measured.face_angle)
+        fraction = fraction_on_scale(scale.start_deg, sweep, measured.face_angle, margin)
+        if fraction is None:
+            problems.append(OUTSIDE_SCALE)
+    # The order of the statuses: a broken scale explains a needle that seems off it.
+    status = next((s for s in STATUSES if s in problems), STATUS_OK)
+    if status == SCALE_MISMATCH:
+        # The scale seen is sound: its fraction stands; the calibration's value does not.
+        return reading(measured, status, fraction, with_value=False)
+    return reading(measured, status, fraction if status == STATUS_OK else None)
+
+
+def _keypoint_indices(names: Sequence[str]) -> dict[str, int]:
+    """Index of each of :data:`KEYPOINT_NAMES` in the model's ``names``.
+
+    Raises:
+        ValueError: a name the reading needs is missing.
+    """
+    missing = [n for n in KEYPOINT_NAMES if n not in names]
+    if missing:
+        raise ValueError(
+            f"keypoint_names {tuple(names)} lack {', '.join(missing)} (the reading needs "
+            f"{', '.join(KEYPOINT_NAMES)})"
+        )
+    return {n: list(names).index(n) for n in KEYPOINT_NAMES}
+
+
+def read_meters(
+    instances: Sequence[MaskedInstance],
+    class_names: Sequence[str],
+    calibrations: Mapping[str, Calibration],
+    *,
+    keypoint_names: Sequence[str] = KEYPOINT_NAMES,
+    needle_class: str = "pointer",
+    min_score: float = 0.0,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> list[Reading]:
+    """Reads every detected dial.
+
+    Instances of ``needle_class`` are needles; every other class is a kind of dial. A needle
+    belongs to the dial whose ellipse holds most of its pixels (at least half of them).
+
+    Args:
+        instances: the ``pointer`` model's detections, in output order; a dial's keypoints
+            (where the model has a keypoint head) in the order of ``keypoint_names``.
+        class_names: the model's ``CLASS_NAMES``.
+        calibrations: per dial class its calibration (:func:`load_calibrations`); a dial class
+            missing here gets its fraction and no value.
+        keypoint_names: the model's ``KEYPOINT_NAMES``; must hold each of
+            :data:`KEYPOINT_NAMES`.
+        needle_class: the class name of needles.
+        min_score: instances scored lower are ignored.
+        thresholds: where evidence turns into abstention.
+
+    Returns:
+        One reading per dial scored at least ``min_score``, in instance order.
+
+    Raises:
+        ValueError: ``keypoint_names`` lacks a keypoint the reading needs, or an instance's
+            keypoints are not ``[len(keypoint_names), 3]``.
+    """
+    index = _keypoint_indices(keypoint_names)
+    kept = [i for i, inst in enumerate(instances) if inst.score >= min_score]
+
+    def name(i: int) -> str:
+        class_id = instances[i].class_id
+        return class_names[class_id] if 0 <= class_id < len(class_names) else str(class_id)
+
+    dial_ids = [i for i in kept if name(i) != needle_class]
+    pixels = {i: _pixels(instances[i]) for i in kept if name(i) == needle_class}
+    pixels = {j: p for j, p in pixels.items() if len(p) >= _MIN_NEEDLE_PIXELS}
+    dials: dict[int, _Dial] = {}
+    for i in dial_ids:
+        ellipse, residual = _dial_outline(instances[i])
+        if ellipse is not None and residual is not None:
+            named = None
+            if instances[i].keypoints is not None:
+                keypoints = np.asarray(instances[i].keypoints, dtype=np.float64)
+                if keypoints.shape != (len(keypoint_names), 3):
+                    raise ValueError(
+                        f"instance {i}: keypoints of shape {keypoints.shape}, expected "
+                        f"({len(keypoint_names)}, 3) for {tuple(keypoint_names)}"
+                    )
+                named = {n: keypoints[k] for n, k in index.items()}
+            dials[i] = _Dial(i, ellipse, residual, named)
+
+    # Each needle goes to the dial holding the largest share of it.
+    owner: dict[int, int] = {}
+    best_share: dict[int, float] = {}
+    for i, dial in dials.items():
+        for j in pixels:
+            share = float(np.mean(dial.ellipse.normalized_radius(pixels[j]) <= INSIDE_SLACK))
+            if share >= NEEDLE_INSIDE_SHARE and share > best_share.get(j, 0.0):
+                owner[j], best_share[j] = i, share
+    areas = {j: len(p) for j, p in pixels.items()}
+
+    readings = []
+    for i in dial_ids:
+        calibration = calibrations.get(name(i))
+        if i not in dials:
+            x1, y1, x2, y2 = instances[i].box
+            unit = calibration.unit if calibration is not None else None
+            center = ((x1 + x2) / 2, (y1 + y2) / 2)
+            readings.append(Reading(i, None, center, None, None, None, unit, BAD_DIAL))
+            continue
+        needles = _distinct_needles([j for j, d in owner.items() if d == i], instances, areas)
+        readings.append(_read_dial(dials[i], needles, pixels, calibration, thresholds))
+    return readings
+
+
+def instances_from_arrays(
+    classes: np.ndarray,
+    scores: np.ndarray,
+    boxes: np.ndarray,
+    mask_rects: np.ndarray,
+    masks: np.ndarray,
+    keypoints: np.ndarray | None = None,
+) -> list[MaskedInstance]:
+    """Splits a mask detector's outputs into instances (the compact form of ``bls/merge.py``).
+
+    Args:
+        classes: ``int [N]``.
+        scores: ``float [N]``.
+        boxes: ``float [N, 4]``, ``x1, y1, x2, y2``.
+        mask_rects: ``int [N, 4]``, ``x, y, width, height`` of each crop.
+        masks: ``uint8 [sum(width * height)]``, the crops concatenated row-major.
+        keypoints: ``float [N, K, 3]``, ``x, y, score`` per keypoint, from a detector with a
+            keypoint head; ``None`` without one.
+
+    Raises:
+        ValueError: the byte count does not match the rectangles, or ``keypoints`` is not
+            ``[N, K, 3]``.
+    """
+    rects = np.asarray(mask_rects, dtype=np.int64).reshape(-1, 4)
+    areas = rects[:, 2] * rects[:, 3]
+    flat = np.asarray(masks).reshape(-1)
+    if int(areas.sum()) != flat.size:
+        raise ValueError(f"masks has {flat.size} bytes, mask_rects describe {int(areas.sum())}")
+    points = None
+    if keypoints is not None:
+        points = np.asarray(keypoints, dtype=np.float32)
+        if points.ndim != 3 or points.shape[0] != len(rects) or points.shape[2] != 3:
+            raise ValueError(
+                f"keypoints has shape {points.shape}, expected ({len(rects)}, K, 3): x, y, score "
+                "per keypoint of each instance"
+            )
+    offsets = np.concatenate([[0], np.cumsum(areas)])
+    return [
+        MaskedInstance(
+            class_id=int(classes[i]),
+            score=float(scores[i]),
+            box=tuple(float(v) for v in boxes[i]),
+            mask=flat[offsets[i] : offsets[i + 1]].reshape(int(h), int(w)),
+            origin=(int(x), int(y)),
+            keypoints=None if points is None else points[i],
+        )
+        for i, (x, y, w, h) in enumerate(rects)
+    ]
