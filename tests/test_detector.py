@@ -186,6 +186,37 @@ def test_nothing_found_is_no_keypoints_of_the_declared_shape(untrained_weights) 
     assert found.keypoints.shape == (0, 4, 3) and found.keypoints.dtype == np.float32
 
 
+def test_a_head_added_to_trained_weights_leaves_their_detections_alone(
+    tmp_path: Path, scenes: dict[str, bytes]
+) -> None:
+    """The demo weights with an untrained keypoint head (pipelines.untrained's ``trained_path``)
+    detect exactly as the demo model does, and add keypoints."""
+    demo_yaml, _ = DEMO["pointer"]
+    demo_weights = REPOSITORY / "pointer" / "weights" / "demo.pth"
+    grafted = make_untrained_checkpoint(
+        KEYPOINT_YAML, tmp_path / "keypoints.pth", trained_path=demo_weights
+    )
+    note = torch.load(grafted, weights_only=False)["note"]
+    assert note.startswith("UNTRAINED: demo.pth for mask_rcnn_R18_FPN_demo_keypoints.yaml")
+    assert "roi_heads.keypoint_head" in note
+    with_head = Detector(KEYPOINT_YAML, grafted)
+    demo = Detector(demo_yaml, demo_weights)
+    cfg = demo.cfg
+    resize = Resize(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT)
+    image = reference_preprocess(scenes["gauge"], resize)
+    [expected], [found] = demo([image]), with_head([image])
+    assert set(expected.classes.tolist()) == {0, 1}, "the gauge's needle and dial"
+    for name, array in expected.outputs().items():
+        np.testing.assert_array_equal(found.outputs()[name], array, err_msg=name)
+    assert found.keypoints.shape == (len(expected.scores), 4, 3)
+
+
+def test_weights_of_another_architecture_are_not_grafted(tmp_path: Path) -> None:
+    insulator = REPOSITORY / "insulator" / "weights" / "demo.pth"
+    with pytest.raises(CheckpointError, match=f"{insulator} does not fit the model"):
+        make_untrained_checkpoint(KEYPOINT_YAML, tmp_path / "x.pth", trained_path=insulator)
+
+
 def test_missing_weights_name_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "model_final.pth"
     with pytest.raises(CheckpointError, match=f"weights file not found: {missing}"):
