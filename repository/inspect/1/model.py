@@ -8,24 +8,28 @@ undecodable image) fails alone. Each child request carries its request's trace, 
 started with tracing records them under it (parent_id).
 
 At load it reads its neighbours' config.pbtxt, YAML and meters.yaml through the repository
-folder, which must therefore be a local or mounted one (README, "Known limitations").
+folder, which must therefore be a local or mounted one (README, "Known limitations"). A detector
+whose config.pbtxt declares KEYPOINTS is asked for them: the meter detector's go to the reading,
+and the answer names each dial's keypoints as its YAML's KEYPOINT_NAMES do.
 """
 
 import asyncio
+import inspect
 import json
 from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from bls.merge import merge_answer
+from bls.merge import KeypointLayout, merge_answer
 from bls.reading import instances_from_arrays, load_calibrations, read_meters
-from bls.repository import class_names, model_tensors
+from bls.repository import class_names, keypoint_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
 from pipelines.tensors import (
     DETECTIONS,
     IMAGE,
     JPEG,
+    KEYPOINTS,
     MASKS,
     MODELS,
     ORIGINAL_SIZE,
@@ -43,6 +47,12 @@ from server.python_models import (
     yes_or_no,
 )
 
+# The meter detector's needle class, as bls.reading.read_meters takes it: its instances carry no
+# keypoints (the head is trained with none on them), every other class is a dial and does.
+NEEDLE_CLASS = "pointer"
+# bls.reading takes keypoints from issue 36's rewrite on; before it, readings use masks alone.
+_READING_TAKES_KEYPOINTS = "keypoints" in inspect.signature(instances_from_arrays).parameters
+
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -54,15 +64,21 @@ class TritonPythonModel:
         # detector -> the preprocess output that is its image
         self.detector_images = parse_detectors(params["detectors"])
         self.detectors = list(self.detector_images)
-        # What each detector gives: with masks or without, as its config.pbtxt declares.
-        self.detector_outputs = {
-            name: detector_contract(MASKS in model_tensors(repository, name).outputs).output_names
-            for name in self.detectors
-        }
         self.class_names = {name: class_names(repository, name) for name in self.detectors}
+        self.meter_detector = params["meter_detector"]
+        # What each detector gives: with masks or without, with keypoints or without, as its
+        # config.pbtxt declares.
+        self.detector_outputs = {}
+        self.keypoints = {}
+        for name in self.detectors:
+            declared = model_tensors(repository, name).outputs
+            layout = self._keypoint_layout(repository, name) if KEYPOINTS in declared else None
+            count = 0 if layout is None else len(layout.names)
+            self.detector_outputs[name] = detector_contract(MASKS in declared, count).output_names
+            if layout is not None:
+                self.keypoints[name] = layout
         self.default_models = params["default_models"]
         # A malformed calibration fails the load, naming the file and the key.
-        self.meter_detector = params["meter_detector"]
         self.calibrations = load_calibrations(
             repository / self.meter_detector / params["meter_calibrations"],
             self.class_names[self.meter_detector],
@@ -71,6 +87,19 @@ class TritonPythonModel:
         self.concurrent_detectors = yes_or_no(
             params, "gpu_concurrent_detectors" if on_gpu else "cpu_concurrent_detectors"
         )
+
+    def _keypoint_layout(self, repository, detector):
+        """The names of a detector's keypoints (its YAML's) and the classes that carry them."""
+        names = keypoint_names(repository, detector)
+        if not names:
+            raise ValueError(
+                f"inspect: {repository / detector / 'config.pbtxt'} declares {KEYPOINTS} but "
+                f"the YAML its detectron2_config names has no KEYPOINT_NAMES"
+            )
+        classes = frozenset(self.class_names[detector])
+        if detector == self.meter_detector:
+            classes -= {NEEDLE_CLASS}
+        return KeypointLayout(tuple(names), classes)
 
     async def execute(self, requests):
         # Each request of a batch is answered as soon as its own answer is ready.
@@ -122,7 +151,7 @@ class TritonPythonModel:
         results = dict(zip(detectors, outcomes, strict=True))
         height, width = (int(v) for v in size.as_numpy().reshape(-1))
         document, masks = merge_answer(
-            height, width, results, self.class_names, self._readings(results)
+            height, width, results, self.class_names, self._readings(results), self.keypoints
         )
         return pb_utils.InferenceResponse(
             output_tensors=[
@@ -138,11 +167,17 @@ class TritonPythonModel:
         result = results[self.meter_detector]
         if not isinstance(result, Detections):
             return []
-        instances = instances_from_arrays(
-            result.classes, result.scores, result.boxes, result.mask_rects, result.masks
-        )
+        arrays = (result.classes, result.scores, result.boxes, result.mask_rects, result.masks)
         names = self.class_names[self.meter_detector]
-        return [r.to_json() for r in read_meters(instances, names, self.calibrations)]
+        layout = self.keypoints.get(self.meter_detector)
+        if layout is None or not _READING_TAKES_KEYPOINTS:
+            instances = instances_from_arrays(*arrays)
+            return [r.to_json() for r in read_meters(instances, names, self.calibrations)]
+        instances = instances_from_arrays(*arrays, keypoints=result.keypoints)
+        readings = read_meters(
+            instances, names, self.calibrations, keypoint_names=list(layout.names)
+        )
+        return [r.to_json() for r in readings]
 
     async def _detect(self, request, detector, image, size):
         """One detector's result, or its error message: a failure stays in its own slot."""
@@ -161,6 +196,7 @@ class TritonPythonModel:
 
     def finalize(self):
         self.detector_outputs = None
+        self.keypoints = None
 
 
 def _renamed(tensor, name):
