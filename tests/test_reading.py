@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.accuracy.readings import describes, reading_figures, summarize_readings
 from bls.meters import (
     Calibration,
     CalibrationError,
@@ -715,3 +716,73 @@ def test_calibration_errors_name_file_and_key(tmp_path: Path, text: str, key: st
     message = str(raised.value)
     assert message.startswith(str(path)), message
     assert key in message, message
+
+
+# --- the accuracy tool's bookkeeping of readings (bench/accuracy/readings.py) ------------------
+
+
+def _truth_gauge(fraction: float, low: float, high: float, unit: str, start: float) -> dict:
+    return {
+        "needle_angle_deg": 0.0,
+        "fraction": fraction,
+        "value": low + fraction * (high - low),
+        "meter_type": "random",
+        "scale": {
+            "start_deg": start,
+            "end_deg": (start + 270.0) % 360.0,
+            "sweep_deg": 270.0,
+            "min_value": low,
+            "max_value": high,
+            "unit": unit,
+        },
+    }
+
+
+def test_accuracy_counts_fractions_and_confident_wrong_numbers() -> None:
+    gauges = [
+        _truth_gauge(0.5, 0.0, 1.6, "MPa", 225.0),  # the calibrated type
+        _truth_gauge(0.25, 0.0, 100.0, "%", 230.0),  # another type the angle check lets pass
+        _truth_gauge(0.7, 0.0, 10.0, "bar", 260.0),  # another type, seen as one
+        _truth_gauge(0.62, 0.0, 1.6, "MPa", 225.0),
+        _truth_gauge(0.1, 0.0, 1.6, "MPa", 225.0),  # no reading
+    ]
+    boxes = [[100.0 * k, 0.0, 50.0, 50.0] for k in range(len(gauges))]
+    truth = {
+        "categories": [{"id": 1, "name": "pointer"}, {"id": 2, "name": "dial"}],
+        "images": [{"id": 1, "truth": {"gauges": gauges}}],
+        "annotations": [
+            {"id": k, "image_id": 1, "category_id": 2, "bbox": box} for k, box in enumerate(boxes)
+        ],
+    }
+
+    def reading(k: int, status: str, fraction: float | None, value: float | None) -> dict:
+        return {
+            "image_id": 1,
+            "dial_bbox": boxes[k],
+            "status": status,
+            "needle_angle_deg": 0.5,
+            "fraction": fraction,
+            "value": value,
+        }
+
+    readings = [
+        reading(0, "ok", 0.505, 0.808),  # 0.5% off
+        reading(1, "ok", 0.25, 0.4),  # its fraction right, its value on the wrong range
+        reading(2, "scale mismatch", 0.74, None),  # 4% off, but not claimed ok
+        reading(3, "ok", 0.66, None),  # 4% off and claimed ok
+    ]
+    calibration = _standard()
+    assert describes(calibration, gauges[0]) and not describes(calibration, gauges[1])
+    summary = summarize_readings(truth, readings, calibration)
+    assert summary.fraction_errors == pytest.approx([0.5, 0.0, 4.0, 4.0])
+    assert (summary.fraction_read.found, summary.fraction_read.total) == (2, 5)
+    assert summary.value_errors == pytest.approx([0.5])
+    assert (summary.ok_far_off_fraction, summary.ok_far_off_value) == (1, 1)
+    assert summary.ok_values_other_type == 1
+    figures = {f.name: f for f in reading_figures("gauges", summary)}
+    assert figures["scale found, fraction within 2% of span"].value == pytest.approx(0.4)
+    assert figures["fraction error median"].value == pytest.approx(2.25)
+    far = figures["ok readings more than 3% of span off"]
+    assert far.value == 2 and far.passed is False
+    assert figures["status: scale mismatch"].value == 1
+    assert figures["status: no reading"].value == 1

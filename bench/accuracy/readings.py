@@ -2,11 +2,18 @@
 
 The server's answer carries, when the pointer model was asked for, a top-level ``"readings"``
 list: per detected dial ``{"dial": 3, "needle": 0, "center": [x, y], "needle_angle_deg": 217.4,
-"fraction": 0.63, "value": 1.01, "unit": "MPa", "status": "ok"}``, ``dial`` and ``needle``
-indexing ``models.pointer.instances`` (see ``bls/reading.py``). :func:`readings_from_answer`
-tags each with its image and its dial's box; :func:`match_readings` pairs them with the truth's
-gauges (``truth["gauges"]`` of each COCO image, in the order of its ``dial`` annotations), and
-:func:`summarize_readings` / :func:`reading_figures` turn the pairs into the table's lines.
+"fraction": 0.63, "value": 1.01, "unit": "MPa", "status": "ok", "scale": {...}, "evidence":
+{...}}``, ``dial`` and ``needle`` indexing ``models.pointer.instances`` (see ``bls/meters/``).
+:func:`readings_from_answer` tags each with its image and its dial's box; :func:`match_readings`
+pairs them with the truth's gauges (``truth["gauges"]`` of each COCO image, in the order of its
+``dial`` annotations), and :func:`summarize_readings` / :func:`reading_figures` turn the pairs into
+the table's lines.
+
+A reading's fraction is the needle's share of its scale's sweep angle, as the truth's
+``fraction`` is; its error is counted in percent of the span (the fraction times 100). A value is
+scored against the truth's where the calibration describes the gauge's meter type (its range and
+unit); an ``ok`` value on another type is a confident wrong number all the same, and counts as
+one.
 
 Angles are clockwise from 12 o'clock, in degrees in ``[0, 360)``, in photo pixels (y down),
 on both sides.
@@ -22,14 +29,20 @@ from typing import Any
 import numpy as np
 
 from bench.accuracy.metrics import GOALS, IOU_THRESHOLD, MAX_GOALS, Figure, Kind, Share, box_iou
-from bls.reading import Calibration
+from bls.meters import Calibration
 
 __all__ = [
+    "FAR_OFF_PERCENT",
+    "READING_GOALS",
+    "READING_MAX_GOALS",
     "STANDARD_METER_TYPE",
+    "WITHIN_PERCENT",
     "GaugeReading",
     "ReadingSummary",
     "angle_error",
+    "describes",
     "face_angle",
+    "fraction_error_percent",
     "match_readings",
     "reading_figures",
     "readings_from_answer",
@@ -37,12 +50,25 @@ __all__ = [
     "value_error_percent",
 ]
 
-# The meter type repository/pointer/meters.yaml calibrates the demo's ``dial`` class as; the
-# value of any other type is read on the wrong scale, so only this one's values are scored.
+# The meter type repository/pointer/meters.yaml calibrates the demo's ``dial`` class as: without
+# a calibration to compare, the gauges whose values are scored.
 STANDARD_METER_TYPE = "standard"
 STATUS_OK = "ok"
 # The status a gauge gets in the breakdown when no reading's dial overlaps it.
 NO_READING = "no reading"
+# A fraction this close to the truth, in percent of the span, counts as read (issue 36's goal).
+WITHIN_PERCENT = 2.0
+# An ``ok`` reading further off than this, in percent of the span, is a confident wrong number.
+FAR_OFF_PERCENT = 3.0
+FRACTION_READ = f"scale found, fraction within {WITHIN_PERCENT:g}% of span"
+OK_FAR_OFF = f"ok readings more than {FAR_OFF_PERCENT:g}% of span off"
+# Figure name -> the least value that passes; and the greatest, for errors (issue 36).
+READING_GOALS: dict[str, float] = {FRACTION_READ: 0.95}
+READING_MAX_GOALS: dict[str, float] = {
+    "fraction error median": 0.5,
+    "fraction error p90": 1.5,
+    OK_FAR_OFF: 0,
+}
 
 
 @dataclass(frozen=True)
@@ -83,8 +109,18 @@ class ReadingSummary:
         statuses: per status of the matched reading (:data:`NO_READING` without one), gauges.
         angle_errors: per matched reading that has a needle angle (``ok`` or ``outside the
             scale``), its circular error in degrees.
-        value_errors: per ``ok`` reading of a gauge of :data:`STANDARD_METER_TYPE` with a value,
-            its error in percent of the scale's full range.
+        value_errors: per ``ok`` reading with a value of a gauge whose type the calibration
+            describes (:func:`describes`), its error in percent of the scale's full range.
+        fraction_errors: per matched reading with a fraction (``ok``, or ``scale mismatch``,
+            which keeps it), its error in percent of the span.
+        fraction_read: gauges whose matched reading has a fraction within
+            :data:`WITHIN_PERCENT` of the truth, of all gauges.
+        ok_far_off_fraction: ``ok`` readings whose fraction is more than
+            :data:`FAR_OFF_PERCENT` off.
+        ok_far_off_value: ``ok`` readings whose fraction is not, but whose value is (on a
+            gauge the calibration does not describe, its range is not the gauge's).
+        ok_values_other_type: ``ok`` readings with a value on gauges the calibration does not
+            describe (scored in ``ok_far_off_value`` only when off).
         empty_images: images with no gauge.
         ok_on_empty: readings with status ``ok`` on those images.
         empty_images_with_ok: how many of them hold such a reading.
@@ -98,6 +134,11 @@ class ReadingSummary:
     statuses: dict[str, int]
     angle_errors: list[float] = field(default_factory=list)
     value_errors: list[float] = field(default_factory=list)
+    fraction_errors: list[float] = field(default_factory=list)
+    fraction_read: Share = field(default_factory=lambda: Share(0, 0))
+    ok_far_off_fraction: int = 0
+    ok_far_off_value: int = 0
+    ok_values_other_type: int = 0
     empty_images: int = 0
     ok_on_empty: int = 0
     empty_images_with_ok: int = 0
@@ -146,6 +187,32 @@ def value_error_percent(value: float, gauge: Mapping[str, Any]) -> float:
     """``|value - true value|`` in percent of the gauge's full scale ``|max - min|``."""
     scale = gauge["scale"]
     return abs(value - gauge["value"]) / abs(scale["max_value"] - scale["min_value"]) * 100.0
+
+
+def fraction_error_percent(fraction: float, gauge: Mapping[str, Any]) -> float:
+    """``|fraction - true fraction|`` in percent of the span (both shares of the sweep angle)."""
+    return abs(fraction - gauge["fraction"]) * 100.0
+
+
+def describes(calibration: Calibration | None, gauge: Mapping[str, Any]) -> bool:
+    """Whether ``calibration`` is the gauge's meter type: its range and unit (and angles, where
+    it gives them, within a degree) are the gauge's. Without a calibration, whether the gauge is
+    of :data:`STANDARD_METER_TYPE`."""
+    if calibration is None:
+        return gauge.get("meter_type") == STANDARD_METER_TYPE
+    scale = gauge["scale"]
+    if not calibration.has_range or (
+        calibration.min_value,
+        calibration.max_value,
+        calibration.unit,
+    ) != (scale["min_value"], scale["max_value"], scale.get("unit")):
+        return False
+    if calibration.start_deg is None or calibration.end_deg is None:
+        return True
+    return (
+        angle_error(calibration.start_deg, scale["start_deg"]) <= 1.0
+        and angle_error(calibration.end_deg, scale["end_deg"]) <= 1.0
+    )
 
 
 def face_angle(gauge: Mapping[str, Any]) -> float:
@@ -236,28 +303,45 @@ def summarize_readings(
     Args:
         ground_truth: the set's COCO document, as evaluated.
         readings: from :func:`readings_from_answer` for its images.
-        calibration: the scale the server reads the ``dial`` class on; gives
-            :attr:`ReadingSummary.on_scale`.
+        calibration: the ``dial`` class's calibration the server reads with; gives
+            :attr:`ReadingSummary.on_scale` (where it has angles) and tells which gauges'
+            values are scored (:func:`describes`).
     """
     gauges, false = match_readings(ground_truth, readings)
-    angle_errors, value_errors = [], []
+    angle_errors: list[float] = []
+    value_errors: list[float] = []
+    fraction_errors: list[float] = []
+    within = far_fraction = far_value = other_values = 0
     for pair in gauges:
         reading = pair.reading
+        if reading is None:
+            continue
         # Needle geometry is scored wherever the server found the needle's direction, also when
-        # it lies off the calibrated scale (a random meter type read on the standard scale).
-        if reading is not None and reading.get("needle_angle_deg") is not None:
+        # it withheld the fraction (outside the scale, a scale unsure).
+        if reading.get("needle_angle_deg") is not None:
             angle_errors.append(
                 angle_error(reading["needle_angle_deg"], pair.gauge["needle_angle_deg"])
             )
-        if (
-            pair.read
-            and pair.gauge.get("meter_type") == STANDARD_METER_TYPE
-            and reading is not None
-            and reading.get("value") is not None
-        ):
-            value_errors.append(value_error_percent(reading["value"], pair.gauge))
+        fraction_error = None
+        if reading.get("fraction") is not None:
+            fraction_error = fraction_error_percent(reading["fraction"], pair.gauge)
+            fraction_errors.append(fraction_error)
+            within += fraction_error <= WITHIN_PERCENT
+        if not pair.read:
+            continue
+        value_error = None
+        if reading.get("value") is not None:
+            value_error = value_error_percent(reading["value"], pair.gauge)
+            if describes(calibration, pair.gauge):
+                value_errors.append(value_error)
+            else:
+                other_values += 1
+        if fraction_error is not None and fraction_error > FAR_OFF_PERCENT:
+            far_fraction += 1
+        elif value_error is not None and value_error > FAR_OFF_PERCENT:
+            far_value += 1
     on_scale = None
-    if calibration is not None:
+    if calibration is not None and calibration.has_angles:
         readable = [p for p in gauges if calibration.read(face_angle(p.gauge)) is not None]
         on_scale = Share(sum(p.read for p in readable), len(readable))
     empty = {image["id"] for image in ground_truth["images"] if not image["truth"]["gauges"]}
@@ -270,6 +354,11 @@ def summarize_readings(
         statuses=dict(Counter(p.status for p in gauges).most_common()),
         angle_errors=angle_errors,
         value_errors=value_errors,
+        fraction_errors=fraction_errors,
+        fraction_read=Share(within, len(gauges)),
+        ok_far_off_fraction=far_fraction,
+        ok_far_off_value=far_value,
+        ok_values_other_type=other_values,
         empty_images=len(empty),
         ok_on_empty=sum(ok_on_empty.values()),
         empty_images_with_ok=len(ok_on_empty),
@@ -283,14 +372,17 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def reading_figures(set_name: str, summary: ReadingSummary) -> list[Figure]:
-    """The summary as table lines, with the goals of :data:`GOALS` and :data:`MAX_GOALS`."""
+    """The summary as table lines, with the goals of :data:`GOALS` and :data:`MAX_GOALS` and
+    the reading's own (:data:`READING_GOALS`, :data:`READING_MAX_GOALS`)."""
     figures: list[Figure] = []
+    at_least = {**GOALS, **READING_GOALS}
+    at_most = {**MAX_GOALS, **READING_MAX_GOALS}
 
     def add(name: str, value: float | None, kind: Kind, detail: str = "") -> None:
-        if name in MAX_GOALS:
-            figures.append(Figure(set_name, name, value, kind, detail, MAX_GOALS[name], True))
+        if name in at_most:
+            figures.append(Figure(set_name, name, value, kind, detail, at_most[name], True))
         else:
-            figures.append(Figure(set_name, name, value, kind, detail, GOALS.get(name)))
+            figures.append(Figure(set_name, name, value, kind, detail, at_least.get(name)))
 
     # Why the others were not read, most frequent first: the status tells reader from detector.
     misses = [f"{n} {status}" for status, n in summary.statuses.items() if status != STATUS_OK]
@@ -299,10 +391,23 @@ def reading_figures(set_name: str, summary: ReadingSummary) -> list[Figure]:
     if summary.on_scale is not None:
         on = summary.on_scale
         add("gauge read (needle on the scale)", on.share, "share", f"{on.found}/{on.total}")
+    found = summary.fraction_read
+    add(FRACTION_READ, found.share, "share", f"{found.found}/{found.total}")
+    fractions = f"of span, over {len(summary.fraction_errors)} fractions"
+    add("fraction error median", _percentile(summary.fraction_errors, 50), "percent", fractions)
+    add("fraction error p90", _percentile(summary.fraction_errors, 90), "percent", fractions)
+    far = summary.ok_far_off_fraction + summary.ok_far_off_value
+    add(
+        OK_FAR_OFF,
+        far,
+        "count",
+        f"{summary.ok_far_off_fraction} by fraction, {summary.ok_far_off_value} by value; "
+        f"{summary.ok_values_other_type} ok values on types the calibration does not describe",
+    )
     angles = f"over {len(summary.angle_errors)} needles"
     add("needle angle error median", _percentile(summary.angle_errors, 50), "deg", angles)
     add("needle angle error p90", _percentile(summary.angle_errors, 90), "deg", angles)
-    values = f"of full scale, {len(summary.value_errors)} {STANDARD_METER_TYPE} gauges"
+    values = f"of full scale, {len(summary.value_errors)} gauges of the calibrated type"
     add("value error median", _percentile(summary.value_errors, 50), "percent", values)
     add("value error p90", _percentile(summary.value_errors, 90), "percent", values)
     add(
@@ -312,4 +417,6 @@ def reading_figures(set_name: str, summary: ReadingSummary) -> list[Figure]:
         f"on {summary.empty_images_with_ok} of {summary.empty_images} empty images",
     )
     add("false readings", summary.false_readings, "count", f"{summary.false_ok} of them ok")
+    for status, n in summary.statuses.items():
+        add(f"status: {status}", n, "count", f"of {summary.read.total} gauges")
     return figures
