@@ -189,6 +189,7 @@ def test_looks_vary(scenes: list) -> None:
         ("background", insulators.BACKGROUNDS),
         ("shading", insulators.SHADINGS),
         ("profile", insulators.PROFILES),
+        ("fittings", insulators.FITTINGS),
     ):
         assert {t[key] for t in truths if key in t} == set(values), key
     assert {"none", "dark"} <= {t["contour"] for t in truths if "contour" in t}

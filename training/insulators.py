@@ -13,6 +13,7 @@ learns what an insulator is rather than how this renderer draws one:
   flat solid fills, with contour lines around discs and fittings (dark, a dark shade of the
   disc's colour, or any colour) or none;
 - the disc's outline seen side-on (``PROFILES``): an ellipse, a bell or a rounded box;
+- end fittings (``FITTINGS``): clevis, yoke, socket and clamp, a plain link, or none;
 - palette: the material's own colours, or any colour of its family (any hue for silicone sheds,
   browns, greys and whites for porcelain, greens and blues for glass);
 - scale and viewpoint: strings from about 50 px long to filling the photo, at any axis angle,
@@ -22,13 +23,13 @@ learns what an insulator is rather than how this renderer draws one:
   none of these (a clean drawing); JPEG quality 40-95.
 
 A string is built along an axis ``u`` (from its tower end to its conductor end) with the normal
-``n``: end fittings at both ends, a metal pin or rod along the axis, and a disc (or silicone shed)
-every ``pitch`` pixels. Every drawn point is accumulated, so the ``insulator`` box is tight
-around what is drawn; a ``defect`` box is the axis-aligned box of the defective disc's place
-(diameter across the axis, one pitch along it). Defects (``DEFECT_KINDS``): a missing disc (its
-metal cap, or a shed's torn root, stays), a broken disc (a chunk knocked out, a pale fracture
-face), a cracked disc (dark crack lines across it) and a burnt disc (a flashover's sooty black
-patch).
+``n``: end fittings at both ends (where drawn), a metal pin or rod along the axis, and a disc (or
+silicone shed) every ``pitch`` pixels. Every drawn outline is accumulated, so the ``insulator``
+box is tight around what is drawn; a ``defect`` box is the axis-aligned box of the defective
+disc's place (diameter across the axis, one pitch along it). Defects (``DEFECT_KINDS``): a
+missing disc (its metal cap, or a shed's torn root, stays), a broken disc (a chunk knocked out,
+a pale fracture face), a cracked disc (dark crack lines across it) and a burnt disc (a
+flashover's sooty black patch).
 
 A fifth of the photos are negatives: no string, only look-alikes (round lamps and knobs, printed
 numerals and labels, cables, lattice steel, fittings) and, in most, analog gauges drawn by
@@ -58,6 +59,7 @@ __all__ = [
     "BACKGROUNDS",
     "CATEGORIES",
     "DEFECT_KINDS",
+    "FITTINGS",
     "HELDOUT_BACKDROP_STYLES",
     "HELDOUT_MATERIAL_STYLES",
     "HELDOUT_SKY_STYLES",
@@ -92,9 +94,11 @@ HELDOUT_MATERIAL_STYLES = ("glass_green", "porcelain_grey_aero", "composite_blue
 BACKGROUNDS = ("photo", "plain", "texture", "panel")
 SHADINGS = ("shaded", "two_tone", "flat")
 PROFILES = ("ellipse", "bell", "box")
+FITTINGS = ("full", "simple", "none")
 _BACKGROUND_SHARES = (0.55, 0.12, 0.15, 0.18)
 _SHADING_SHARES = (0.45, 0.2, 0.35)
 _PROFILE_SHARES = (0.6, 0.25, 0.15)
+_FITTING_SHARES = (0.75, 0.15, 0.1)
 
 # Photos without a string (of which most show gauges), and photos with strings and gauges.
 _NEGATIVE_SHARE = 0.2
@@ -201,6 +205,8 @@ class _Look:
             shade of each string's colour) or ``colour`` (one colour for everything).
         contour_rgb: the contour colour of ``dark`` and ``colour``.
         contour_width: the contour's thickness, px.
+        fittings: one of :data:`FITTINGS`: clevis, yoke, socket and clamp; a plain link at
+            each end; or none (then neither tower link nor conductor either).
         light: unit vector towards the light, photo pixels.
     """
 
@@ -209,6 +215,7 @@ class _Look:
     contour: str | None
     contour_rgb: np.ndarray
     contour_width: float
+    fittings: str
     light: np.ndarray
 
 
@@ -377,7 +384,7 @@ def paint_strings(
         Per string an ``insulator`` annotation (end fittings included) followed by a ``defect``
         annotation per defective disc, and the truth: ``strings``, ``defects``, a count per
         :data:`DEFECT_KINDS`, ``defect_kinds`` (the kinds present), ``materials``, and, where a
-        string was drawn, its look: ``shading``, ``profile`` and ``contour``.
+        string was drawn, its look: ``shading``, ``profile``, ``contour`` and ``fittings``.
 
     Raises:
         ValueError: ``image`` is not ``float32 [H, W, 3]``, or ``count`` is negative.
@@ -400,7 +407,7 @@ def paint_strings(
     before = np.clip(image, 0, 255).astype(np.uint8)
     drawn = before.copy()
     look = _random_look(rng)
-    if attachments:
+    if attachments and look.fittings != "none":
         for string in strings:
             _draw_attachments(rng, drawn, string)
     annotations = []
@@ -423,7 +430,12 @@ def _strings_truth(strings: list[_String], look: _Look | None) -> dict:
         "materials": sorted({s.material for s in strings}),
     }
     if look is not None:
-        truth.update(shading=look.shading, profile=look.profile, contour=look.contour or "none")
+        truth.update(
+            shading=look.shading,
+            profile=look.profile,
+            contour=look.contour or "none",
+            fittings=look.fittings,
+        )
     return truth
 
 
@@ -455,6 +467,7 @@ def _random_look(rng: np.random.Generator) -> _Look:
         contour=contour,
         contour_rgb=rgb.astype(np.float32),
         contour_width=float(rng.uniform(1.0, 2.6)),
+        fittings=str(rng.choice(FITTINGS, p=_FITTING_SHARES)),
         light=_unit(rng.uniform(-math.pi, math.pi)),
     )
 
@@ -1363,6 +1376,8 @@ def _draw_string(
     # pin (disc strings) or fibreglass rod under silicone (composite), end to end
     first, last = string.centre(0), string.centre(string.discs - 1)
     middle, half_length = (first + last) / 2, float(np.linalg.norm(last - first)) / 2
+    if look.fittings == "none":  # the pin or rod then ends past the end discs' places
+        half_length += string.pitch * max(1.0, string.taper) / 2
     if string.shed:
         rod = string.radius * 0.16 * min(1.0, string.taper)
         fill(_rect(middle, u, rod, half_length), string.body * 0.7, outlined=True)
@@ -1371,7 +1386,17 @@ def _draw_string(
     else:
         pin = max(1.2, string.radius * 0.09 * min(1.0, string.taper))
         fill(_rect(middle, u, pin, half_length + 2), metal * 0.7)
-    _draw_fittings(string, metal, lit, shaded, fill)
+    if look.fittings == "full":
+        _draw_fittings(string, metal, lit, shaded, fill)
+    elif look.fittings == "simple":
+        for end, scale, sign in ((string.start, 1.0, 1.0), (string.end, string.taper, -1.0)):
+            f = string.fitting * scale
+            fill(
+                _rect(end + u * sign * f / 2, u, string.radius * scale * 0.14, f / 2),
+                metal,
+                1,
+                True,
+            )
 
     order = range(string.discs - 1, -1, -1) if string.reverse else range(string.discs)
     for i in order:
