@@ -5,13 +5,15 @@
 - ``calibration``: what the face cannot tell (the values at the scale's ends, the unit,
   non-linear points) and the checks on it, from ``repository/pointer/meters.yaml``.
 - ``reading``: per dial the needle, the scale, the fraction, the value, and the evidence and
-  status that say whether to trust them.
+  status that say whether to trust them; the thresholds of that judgement.
+- ``records``: what goes in (the detector's instances, with keypoints) and what comes out (the
+  reading, its JSON form, the statuses and what each means).
 """
 
 from bls.meters.calibration import Calibration, CalibrationError, load_calibrations
 from bls.meters.geometry import Ellipse, fit_ellipse
-from bls.meters.reading import (
-    DEFAULT_THRESHOLDS,
+from bls.meters.reading import DEFAULT_THRESHOLDS, Thresholds, read_meters
+from bls.meters.records import (
     KEYPOINT_NAMES,
     STATUS_MEANINGS,
     STATUSES,
@@ -19,9 +21,7 @@ from bls.meters.reading import (
     MaskedInstance,
     Reading,
     Scale,
-    Thresholds,
     instances_from_arrays,
-    read_meters,
 )
 
 __all__ = [
