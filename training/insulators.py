@@ -46,6 +46,7 @@ from __future__ import annotations
 import colorsys
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -1391,12 +1392,8 @@ def _draw_string(
     elif look.fittings == "simple":
         for end, scale, sign in ((string.start, 1.0, 1.0), (string.end, string.taper, -1.0)):
             f = string.fitting * scale
-            fill(
-                _rect(end + u * sign * f / 2, u, string.radius * scale * 0.14, f / 2),
-                metal,
-                1,
-                True,
-            )
+            link = _rect(end + u * sign * f / 2, u, string.radius * scale * 0.14, f / 2)
+            fill(link, metal, outlined=True)
 
     order = range(string.discs - 1, -1, -1) if string.reverse else range(string.discs)
     for i in order:
@@ -1436,7 +1433,9 @@ def _draw_string(
     return extent.box(width, height), defect_boxes
 
 
-def _draw_fittings(string: _String, metal: np.ndarray, lit: float, shaded: bool, fill) -> None:
+def _draw_fittings(
+    string: _String, metal: np.ndarray, lit: float, shaded: bool, fill: Callable[..., None]
+) -> None:
     """Clevis and yoke at the tower end, socket and conductor clamp at the other."""
     u, n = string.u, string.n
     r, f = string.radius, string.fitting
@@ -1459,7 +1458,9 @@ def _draw_fittings(string: _String, metal: np.ndarray, lit: float, shaded: bool,
         fill(_ellipse(clamp + n * side * r * 0.32, u, r * 0.08, r * 0.08), metal * 0.45)
 
 
-def _outline(profile: str, centre: np.ndarray, u: np.ndarray, across: float, along: float):
+def _outline(
+    profile: str, centre: np.ndarray, u: np.ndarray, across: float, along: float
+) -> np.ndarray:
     """A disc's outline of the given profile, centred, ``across`` by ``along`` semi-axes."""
     unit = _PROFILE_OUTLINES[profile]
     n = np.array([-u[1], u[0]])
