@@ -86,11 +86,97 @@ def test_truth_agrees_with_the_masks(scenes: list) -> None:
                 angle_clockwise_from_up(dx, dy), abs=0.01
             )
             scale = gauge["scale"]
-            full_scale = scale["max_value"] - scale["min_value"]
-            value = scale["min_value"] + gauge["fraction"] * full_scale
-            # Both are stored to 5 decimals.
-            assert gauge["value"] == pytest.approx(value, abs=1e-5 * (1 + full_scale))
-            assert 90 <= scale["sweep_deg"] <= 300
+            assert 60 <= scale["sweep_deg"] <= 340
+            assert scale["end_deg"] == pytest.approx(
+                (scale["start_deg"] + scale["sweep_deg"]) % 360, abs=1e-9
+            )
+
+
+def test_keypoints_mark_the_scale_on_the_face() -> None:
+    """On the face, drawn square-on, scale_start and scale_end lie at the scale's angles,
+    scale_mid halfway between them, center at the pivot, the needle's tip at ``fraction`` of the
+    sweep."""
+    for index in range(30):
+        rng = np.random.default_rng([SEED, index])
+        design = gauges._design(rng, 80.0, heldout=bool(index % 2))
+        _, geometry = gauges._draw_gauge(design, rng)
+        center = geometry["center"]
+        assert np.allclose(geometry["keypoints"][3], center)
+        start, mid, end = (
+            angle_clockwise_from_up(*(p - center)) for p in geometry["keypoints"][:3]
+        )
+        half = design.start_deg + design.sweep_deg / 2
+        needle = design.start_deg + design.fraction * design.sweep_deg
+        tip = angle_clockwise_from_up(*(geometry["tip"] - center))
+        for seen, drawn in [
+            (start, design.start_deg),
+            (mid, half),
+            (end, design.start_deg + design.sweep_deg),
+            (tip, needle),
+        ]:
+            assert abs((seen - drawn + 180) % 360 - 180) < 1e-6
+
+
+def test_dials_carry_their_keypoints_in_the_photo(scenes: list) -> None:
+    """The dial's annotation carries the truth's keypoints in KEYPOINT_NAMES order, the
+    needle's none; the center keypoint is the needle's pivot."""
+    for scene in scenes:
+        dials = [a for a in scene.annotations if a.category == "dial"]
+        assert all(a.keypoints is None for a in scene.annotations if a.category == "pointer")
+        for gauge, dial in zip(scene.truth["gauges"], dials, strict=True):
+            keypoints = np.reshape(dial.keypoints, (-1, 3))
+            assert len(keypoints) == len(gauges.KEYPOINT_NAMES)
+            assert np.all(keypoints[:, 2] == 2)
+            assert np.allclose(keypoints[:, :2], gauge["keypoints"], atol=1e-3)
+            assert np.allclose(keypoints[3, :2], gauge["center"], atol=1e-3)
+            assert Polygon(_outline(dial)).contains_points(keypoints[:, :2]).all()
+
+
+def test_meter_types_vary_and_heldout_types_are_never_trained() -> None:
+    trained = [g for i in range(COUNT) for g in render_scene(SEED, i).truth["gauges"]]
+    heldout = [g for i in range(COUNT) for g in render_scene(SEED, i, True).truth["gauges"]]
+    ranges = {
+        (g["scale"]["min_value"], g["scale"]["max_value"], g["scale"]["unit"]) for g in trained
+    }
+    assert len(ranges) >= 6
+    assert any(g["scale"]["min_value"] < 0 for g in trained)
+    assert any(g["scale"]["points"] for g in trained)
+    starts = {round(g["scale"]["start_deg"]) // 45 for g in trained}
+    assert len(starts) >= 4
+    trained_types = ranges | {tuple(r) for r in gauges.RANGES}
+    assert not {tuple(r) for r in gauges.HELDOUT_RANGES} & trained_types
+    unseen = [g for g in heldout if g["meter_type"] == "heldout"]
+    assert unseen and all(
+        (g["scale"]["min_value"], g["scale"]["max_value"], g["scale"]["unit"])
+        in gauges.HELDOUT_RANGES
+        for g in unseen
+    )
+
+
+def test_non_linear_scales_give_values_at_their_knots(scenes: list) -> None:
+    """A non-linear gauge's value lies on the piecewise-linear curve through its knots (within
+    the curve's bend between knots), not on the straight line from min to max."""
+    curved = [g for scene in scenes for g in scene.truth["gauges"] if g["scale"]["points"]]
+    assert curved
+    off_the_line = 0
+    for gauge in curved:
+        scale = gauge["scale"]
+        fractions = [0.0, *(f for f, _ in scale["points"]), 1.0]
+        values = [scale["min_value"], *(v for _, v in scale["points"]), scale["max_value"]]
+        assert all(np.diff(values) > 0) and all(np.diff(fractions) > 0)
+        span = scale["max_value"] - scale["min_value"]
+        assert abs(np.interp(gauge["fraction"], fractions, values) - gauge["value"]) < 0.02 * span
+        linear = scale["min_value"] + gauge["fraction"] * span
+        off_the_line += abs(linear - gauge["value"]) > 0.05 * span
+    assert off_the_line
+
+
+def test_some_photos_show_insulator_strings_unlabelled() -> None:
+    scenes = [render_scene(SEED, i) for i in range(60)]
+    with_strings = [s for s in scenes if s.truth["strings"]]
+    assert with_strings
+    for scene in with_strings:
+        assert {a.category for a in scene.annotations} <= set(CATEGORIES)
 
 
 def test_heldout_styles_are_never_trained() -> None:
@@ -111,21 +197,41 @@ def test_heldout_styles_are_never_trained() -> None:
 
 
 def test_written_dataset_reads_with_detectron2(tmp_path: Path) -> None:
-    json_path = write_coco(tmp_path, CATEGORIES, 6, partial(render_scene, SEED), description="test")
+    json_path = write_coco(
+        tmp_path,
+        CATEGORIES,
+        6,
+        partial(render_scene, SEED),
+        description="test",
+        keypoint_names=gauges.KEYPOINT_NAMES,
+    )
     document = json.loads(json_path.read_text())
     assert [c["name"] for c in document["categories"]] == list(CATEGORIES)
+    assert all(c["keypoints"] == list(gauges.KEYPOINT_NAMES) for c in document["categories"])
     records = load_coco_json(str(json_path), str(tmp_path / "images"), "test_gauges")
     assert len(records) == 6
     for record, image in zip(records, document["images"], strict=True):
+        seen_dials: list = []
         assert Path(record["file_name"]).is_file()
         assert len(record["annotations"]) == 2 * len(image["truth"]["gauges"])
         for annotation in record["annotations"]:
             # detectron2's contiguous class ids are the index into CLASS_NAMES.
             assert annotation["category_id"] in (0, 1)
             assert len(annotation["segmentation"][0]) >= 6
-    assert (
-        write_coco(
-            tmp_path, CATEGORIES, 6, partial(render_scene, SEED), description="test"
-        ).read_bytes()
-        == json_path.read_bytes()
+            keypoints = np.reshape(annotation["keypoints"], (-1, 3))
+            assert len(keypoints) == len(gauges.KEYPOINT_NAMES)
+            if annotation["category_id"] == 1:  # detectron2 reads them back to the same pixels
+                truth = image["truth"]["gauges"][len(seen_dials)]
+                seen_dials.append(truth)
+                assert np.allclose(keypoints[:, :2], truth["keypoints"], atol=0.01)
+            else:
+                assert not keypoints[:, 2].any()
+    again = write_coco(
+        tmp_path,
+        CATEGORIES,
+        6,
+        partial(render_scene, SEED),
+        description="test",
+        keypoint_names=gauges.KEYPOINT_NAMES,
     )
+    assert again.read_bytes() == json_path.read_bytes()

@@ -30,11 +30,15 @@ class Annotation:
         category: its class name, one of the dataset's categories.
         bbox: ``x, y, width, height`` in image pixels (COCO's convention).
         polygons: outline(s) as flat ``[x0, y0, x1, y1, ...]`` lists, for mask datasets.
+        keypoints: flat ``[x0, y0, v0, x1, y1, v1, ...]`` in continuous pixel coordinates
+            (``v`` is COCO's visibility: 0 unlabelled, 2 visible), for keypoint datasets;
+            ``None`` for an object of a class without keypoints.
     """
 
     category: str
     bbox: tuple[float, float, float, float]
     polygons: list[list[float]] | None = None
+    keypoints: list[float] | None = None
 
 
 @dataclass
@@ -67,6 +71,7 @@ def write_coco(
     count: int,
     make_scene: Callable[[int], Scene],
     description: str,
+    keypoint_names: Sequence[str] = (),
 ) -> Path:
     """Renders ``count`` scenes into ``out_dir/images/`` and ``out_dir/annotations.json``.
 
@@ -80,6 +85,9 @@ def write_coco(
         count: number of images.
         make_scene: renders image ``i``; must depend on ``i`` (and a fixed seed) only.
         description: stored in the JSON's ``info``.
+        keypoint_names: the keypoints of a keypoint dataset, in order; every annotation then
+            carries ``keypoints`` (all unlabelled for an object without them), as detectron2
+            wants them on every instance of an image.
 
     Returns:
         The path of ``annotations.json``.
@@ -118,6 +126,9 @@ def write_coco(
                 entry["area"] = sum(polygon_area(p) for p in annotation.polygons)
             else:
                 entry["area"] = float(annotation.bbox[2] * annotation.bbox[3])
+            if keypoint_names:
+                entry["keypoints"] = _coco_keypoints(annotation.keypoints, len(keypoint_names))
+                entry["num_keypoints"] = sum(1 for v in entry["keypoints"][2::3] if v > 0)
             annotations.append(entry)
         if (index + 1) % 100 == 0 or index + 1 == count:
             elapsed = time.monotonic() - started
@@ -130,7 +141,14 @@ def write_coco(
             )
     document = {
         "info": {"description": description},
-        "categories": [{"id": i, "name": name} for name, i in category_ids.items()],
+        "categories": [
+            {
+                "id": i,
+                "name": name,
+                **({"keypoints": list(keypoint_names)} if keypoint_names else {}),
+            }
+            for name, i in category_ids.items()
+        ],
         "images": images,
         "annotations": annotations,
     }
@@ -139,3 +157,16 @@ def write_coco(
     temporary.write_text(json.dumps(document))
     temporary.replace(path)
     return path
+
+
+def _coco_keypoints(keypoints: Sequence[float] | None, count: int) -> list[float]:
+    """COCO's keypoint list: pixel indices (COCO readers, detectron2's among them, add 0.5 to
+    get continuous coordinates back), zeros where unlabelled."""
+    if keypoints is None:
+        return [0.0] * (3 * count)
+    if len(keypoints) != 3 * count:
+        raise ValueError(f"{len(keypoints) // 3} keypoints given, the dataset has {count}")
+    flat: list[float] = []
+    for x, y, v in np.reshape(np.asarray(keypoints, dtype=np.float64), (-1, 3)):
+        flat += [round(x - 0.5, 2), round(y - 0.5, 2), int(v)] if v > 0 else [0.0, 0.0, 0]
+    return flat

@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         count,
         partial(module.render_scene, seed, heldout=heldout),
         description=f"synthetic {args.dataset}, split {args.split}, seed {seed}",
+        keypoint_names=getattr(module, "KEYPOINT_NAMES", ()),
     )
     return 0
 

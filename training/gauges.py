@@ -11,13 +11,18 @@ degrees, in the photo's pixels (y grows downwards).
 
 from __future__ import annotations
 
+import colorsys
+import itertools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from training import insulators
 from training.coco import Annotation, Scene
 
 __all__ = [
@@ -25,23 +30,31 @@ __all__ = [
     "FACE_STYLES",
     "HELDOUT_FACE_STYLES",
     "HELDOUT_NEEDLE_STYLES",
+    "HELDOUT_RANGES",
+    "KEYPOINT_NAMES",
     "NEEDLE_STYLES",
+    "RANGES",
     "STANDARD_METER",
     "angle_clockwise_from_up",
+    "paint_gauges",
     "render_scene",
 ]
 
 # Index order is the pointer model's CLASS_NAMES.
 CATEGORIES: tuple[str, ...] = ("pointer", "dial")
+# Index order is the pointer model's KEYPOINT_NAMES; only dials carry them. The scale runs
+# clockwise from its start to its end; scale_mid is the point at half the sweep's angle; center
+# is the needle's pivot (under perspective not the center of the dial's ellipse).
+KEYPOINT_NAMES: tuple[str, ...] = ("scale_start", "scale_mid", "scale_end", "center")
 
 # Styles drawn for training; the held-out set draws the others, which training never sees.
-FACE_STYLES = ("white", "cream", "black", "grey")
+FACE_STYLES = ("white", "cream", "black", "grey", "tinted", "dark_tinted")
 HELDOUT_FACE_STYLES = ("yellow", "pale_blue")
 NEEDLE_STYLES = ("taper", "lance", "line", "counterweight")
 HELDOUT_NEEDLE_STYLES = ("arrow", "spade")
 
-# The meter type most gauges are: what the demo's calibration describes. Others draw random
-# scales, so the detector sees sweeps from 90 to 300 degrees.
+# The meter type of the demo's calibration (repository/pointer/meters.yaml); a share of the
+# gauges are drawn as it, the rest as random types.
 STANDARD_METER = {
     "start_deg": 225.0,
     "end_deg": 135.0,
@@ -51,14 +64,49 @@ STANDARD_METER = {
     "unit": "MPa",
 }
 
-_SCALES = [(0.0, 1.0), (0.0, 1.6), (0.0, 2.5), (0.0, 10.0), (0.0, 100.0), (-0.1, 0.5), (0, 250)]
-_UNITS = ["MPa", "bar", "kV", "A", "%", "kPa", "V"]
+# Printed ranges and units: the held-out meters are types training never draws (their ranges,
+# units and numeral fonts), so a reading that works on them reads the face, not a memory of it.
+RANGES: tuple[tuple[float, float, str], ...] = (
+    (0.0, 1.0, "MPa"),
+    (0.0, 2.5, "MPa"),
+    (-0.1, 0.5, "MPa"),
+    (0.0, 10.0, "bar"),
+    (-1.0, 3.0, "bar"),
+    (0.0, 100.0, "%"),
+    (0.0, 250.0, "V"),
+    (0.0, 600.0, "A"),
+    (0.0, 40.0, "kV"),
+    (0.0, 160.0, "kPa"),
+    (-40.0, 40.0, "kPa"),
+    (0.0, 300.0, "psi"),
+    (50.0, 150.0, "%"),
+)
+HELDOUT_RANGES: tuple[tuple[float, float, str], ...] = (
+    (-0.1, 0.9, "MPa"),
+    (0.0, 16.0, "bar"),
+    (-20.0, 120.0, "C"),
+    (0.0, 60.0, "%"),
+    (0.0, 100.0, "A"),
+    (0.0, 1.2, "MW"),
+    (45.0, 55.0, "Hz"),
+)
+_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf", None)
+_HELDOUT_FONTS = ("DejaVuSerif.ttf", "STIXGeneral.ttf", "DejaVuSerif-Bold.ttf")
+# Hues (degrees) of the held-out faces, which a tinted training face avoids.
+_HELDOUT_HUES = ((38.0, 70.0), (185.0, 230.0))
+_STANDARD_SHARE = 0.25
+# Share of photos with insulator strings in them (unlabelled): the other detector's world.
+_STRINGS_SHARE = 0.2
 _SUPERSAMPLE = 2
 
 
 @dataclass
 class _Gauge:
-    """A gauge's design, in canvas units of its outer radius."""
+    """A gauge's design, in canvas units of its outer radius.
+
+    ``fraction`` is the needle's share of the sweep's angle; ``curve`` the exponent of a
+    non-linear scale (the value's share is ``fraction ** curve``; 1 is linear).
+    """
 
     radius: float
     face: str
@@ -70,6 +118,19 @@ class _Gauge:
     unit: str
     fraction: float
     meter_type: str
+    curve: float = 1.0
+    font: str | None = None
+    numerals: bool = True
+    inner_scale: tuple[float, float, str] | None = None
+
+    def value_at(self, fraction: float) -> float:
+        """The value the scale shows at ``fraction`` of its sweep."""
+        share = fraction**self.curve if fraction > 0 else 0.0
+        return self.min_value + share * (self.max_value - self.min_value)
+
+    def fraction_of_share(self, share: float) -> float:
+        """Where on the sweep (a fraction of it) the scale shows ``share`` of its range."""
+        return share ** (1.0 / self.curve) if share > 0 else 0.0
 
 
 def angle_clockwise_from_up(dx: float, dy: float) -> float:
@@ -83,8 +144,22 @@ def _unit_vector(angle_deg: float) -> np.ndarray:
     return np.array([math.sin(a), -math.cos(a)])
 
 
+def _tinted(rng: np.random.Generator, dark: bool) -> tuple[tuple, tuple]:
+    """A face of a random hue (away from the held-out faces' hues) and its ink."""
+    while True:
+        hue = rng.uniform(0, 360)
+        if not any(lo <= hue <= hi for lo, hi in _HELDOUT_HUES):
+            break
+    saturation = rng.uniform(0.1, 0.6)
+    value = rng.uniform(0.12, 0.35) if dark else rng.uniform(0.7, 0.97)
+    face = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue / 360, saturation, value))
+    return face, (235, 235, 235) if dark else (20, 20, 20)
+
+
 def _face_colours(face: str, rng: np.random.Generator) -> tuple[tuple, tuple]:
     """(face colour, ink colour) for a face style."""
+    if face in ("tinted", "dark_tinted"):
+        return _tinted(rng, dark=face == "dark_tinted")
     jitter = rng.integers(-12, 13, size=3)
 
     def shade(rgb: tuple[int, int, int]) -> tuple[int, ...]:
@@ -102,6 +177,19 @@ def _face_colours(face: str, rng: np.random.Generator) -> tuple[tuple, tuple]:
     return shade(face_rgb), ink
 
 
+def _sweep_and_start(rng: np.random.Generator) -> tuple[float, float]:
+    """A scale's sweep (60-340 degrees) and start angle; the gap mostly at the bottom."""
+    sweep = float(rng.choice([90.0, 180.0, 240.0, 270.0, 300.0, rng.uniform(60, 340)]))
+    gap_center = 180.0
+    roll = rng.random()
+    if roll < 0.2:
+        gap_center = float(rng.uniform(0, 360))
+    elif roll < 0.35:
+        gap_center = float(rng.choice([0.0, 90.0, 270.0]))
+    start = (gap_center + rng.uniform(-15, 15) + (360.0 - sweep) / 2) % 360.0
+    return sweep, float(start)
+
+
 def _design(rng: np.random.Generator, radius: float, heldout: bool) -> _Gauge:
     faces = HELDOUT_FACE_STYLES if heldout else FACE_STYLES
     needles = HELDOUT_NEEDLE_STYLES if heldout else NEEDLE_STYLES
@@ -111,12 +199,15 @@ def _design(rng: np.random.Generator, radius: float, heldout: bool) -> _Gauge:
     if heldout and rng.random() < 0.4:
         needles = NEEDLE_STYLES
     fraction = float(np.clip(rng.uniform(-0.05, 1.05), 0.0, 1.0))
-    if rng.random() < 0.45:
+    face, needle = str(rng.choice(faces)), str(rng.choice(needles))
+    fonts = _HELDOUT_FONTS if heldout else _FONTS
+    font = fonts[int(rng.integers(len(fonts)))]
+    if rng.random() < _STANDARD_SHARE:
         meter = STANDARD_METER
         return _Gauge(
             radius=radius,
-            face=str(rng.choice(faces)),
-            needle=str(rng.choice(needles)),
+            face=face,
+            needle=needle,
             start_deg=meter["start_deg"],
             sweep_deg=meter["sweep_deg"],
             min_value=meter["min_value"],
@@ -124,27 +215,45 @@ def _design(rng: np.random.Generator, radius: float, heldout: bool) -> _Gauge:
             unit=meter["unit"],
             fraction=fraction,
             meter_type="standard",
+            font=font,
         )
-    sweep = float(rng.choice([90.0, 120.0, 180.0, 240.0, 270.0, 300.0, rng.uniform(90, 300)]))
-    # The gap in the scale is usually at the bottom (short scales then sit at the top); some
-    # short scales sit on one side.
-    gap_center = 180.0
-    if sweep <= 180 and rng.random() < 0.2:
-        gap_center = float(rng.choice([90.0, 270.0]))
-    start = (gap_center + rng.uniform(-15, 15) + (360.0 - sweep) / 2) % 360.0
-    low, high = _SCALES[rng.integers(len(_SCALES))]
+    sweep, start = _sweep_and_start(rng)
+    ranges = HELDOUT_RANGES if heldout else RANGES
+    low, high, unit = ranges[int(rng.integers(len(ranges)))]
+    curve = 1.0 if rng.random() < 0.75 else float(rng.choice([0.5, 0.7, 1.5, 2.0]))
+    inner = None
+    if rng.random() < 0.15:
+        inner_ranges = RANGES if not heldout else HELDOUT_RANGES
+        inner = inner_ranges[int(rng.integers(len(inner_ranges)))]
     return _Gauge(
         radius=radius,
-        face=str(rng.choice(faces)),
-        needle=str(rng.choice(needles)),
-        start_deg=float(start),
+        face=face,
+        needle=needle,
+        start_deg=start,
         sweep_deg=sweep,
         min_value=float(low),
         max_value=float(high),
-        unit=str(rng.choice(_UNITS)),
+        unit=unit,
         fraction=fraction,
-        meter_type="random",
+        meter_type="heldout" if heldout else ("non-linear" if curve != 1.0 else "random"),
+        curve=curve,
+        font=font,
+        numerals=rng.random() < 0.9,
+        inner_scale=inner,
     )
+
+
+def _font(name: str | None, size: int) -> ImageFont.ImageFont:
+    """A TrueType font that ships with matplotlib (a pinned dependency), or PIL's own."""
+    if name is None:
+        return ImageFont.load_default(size)
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
+
+
+def _label(value: float) -> str:
+    """A numeral as a meter prints it."""
+    text = f"{round(value, 6):g}"
+    return "0" if text == "-0" else text
 
 
 def _needle_polygon(
@@ -177,12 +286,60 @@ def _needle_polygon(
     return np.array(upper + lower), length
 
 
+def _nice_step(span: float, majors: int) -> float:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) near ``span / majors``."""
+    raw = abs(span) / majors
+    power = 10 ** math.floor(math.log10(raw))
+    return min((m * power for m in (1, 2, 2.5, 5, 10)), key=lambda step: abs(step - raw))
+
+
+def _draw_scale(
+    draw: ImageDraw.ImageDraw,
+    gauge: _Gauge,
+    center: np.ndarray,
+    ring: float,
+    low: float,
+    high: float,
+    ink: tuple,
+    style: dict,
+    rng: np.random.Generator,
+) -> float:
+    """Ticks (and numerals) of one scale whose outer tick ends lie on radius ``ring``; major
+    ticks at round values. Returns the major tick's length."""
+    major_len = ring * style["major"]
+    step = _nice_step(high - low, int(rng.integers(4, 11)))
+    minors = int(rng.choice([1, 2, 4, 5]))
+    first = math.ceil(low / step - 1e-9) * step
+    majors = [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+    # The scale's ends are always marked, round or not.
+    values = sorted({low, high, *majors})
+    minor_values = [
+        a + (b - a) * k / minors for a, b in itertools.pairwise(values) for k in range(1, minors)
+    ]
+    font = _font(gauge.font, max(8, int(ring * style["font"])))
+    for value, major in [*((v, True) for v in values), *((v, False) for v in minor_values)]:
+        fraction = gauge.fraction_of_share((value - low) / (high - low))
+        u = _unit_vector(gauge.start_deg + fraction * gauge.sweep_deg)
+        length = major_len if major else major_len * 0.5
+        width = max(1, int(ring * (style["width"] if major else style["width"] * 0.5)))
+        p0, p1 = center + u * ring, center + u * (ring - length)
+        if style["dots"]:
+            d = width * 1.3
+            draw.ellipse([p0[0] - d, p0[1] - d, p0[0] + d, p0[1] + d], fill=(*ink, 255))
+        else:
+            draw.line([tuple(p0), tuple(p1)], fill=(*ink, 255), width=width)
+        if major and gauge.numerals and (value in majors or len(majors) < 2):
+            q = center + u * (ring - length - ring * style["font"] * 1.1)
+            draw.text(tuple(q), _label(value), fill=(*ink, 255), font=font, anchor="mm")
+    return major_len
+
+
 def _draw_gauge(gauge: _Gauge, rng: np.random.Generator) -> tuple[Image.Image, dict]:
     """Draws a gauge square-on onto an RGBA canvas of side ``2 * radius`` (supersampled).
 
     Returns:
         The canvas and the design's geometry in canvas pixels: the needle outline, its tip, the
-        center.
+        center, the radius and the scale's keypoints (:data:`KEYPOINT_NAMES`).
     """
     s = _SUPERSAMPLE
     r = gauge.radius * s
@@ -191,27 +348,41 @@ def _draw_gauge(gauge: _Gauge, rng: np.random.Generator) -> tuple[Image.Image, d
     canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(canvas)
     face_rgb, ink = _face_colours(gauge.face, rng)
+    # Flat drawings have no bevel, shadow or glare; outlined ones a contour around each part.
+    shaded = rng.random() < 0.7
+    outline = (0, 0, 0, 255) if rng.random() < 0.3 else None
 
-    rim = r * rng.uniform(0.04, 0.14)
+    rim = r * rng.uniform(0.03, 0.14)
     rim_rgb = tuple(
         int(v)
         for v in rng.choice(
             [[40, 40, 40], [190, 190, 195], [120, 120, 125], [150, 110, 60], [20, 20, 22]]
         )
     )
-    draw.ellipse([c[0] - r, c[1] - r, c[0] + r, c[1] + r], fill=(*rim_rgb, 255))
-    # A lit bevel: the rim's upper half a little brighter.
-    bright = tuple(min(255, v + 45) for v in rim_rgb)
-    draw.pieslice([c[0] - r, c[1] - r, c[0] + r, c[1] + r], 180, 360, fill=(*bright, 255))
+    if rng.random() < 0.2:
+        rim_rgb = tuple(int(v) for v in rng.integers(0, 256, size=3))
+    draw.ellipse([c[0] - r, c[1] - r, c[0] + r, c[1] + r], fill=(*rim_rgb, 255), outline=outline)
+    if shaded:
+        bright = tuple(min(255, v + 45) for v in rim_rgb)
+        draw.pieslice([c[0] - r, c[1] - r, c[0] + r, c[1] + r], 180, 360, fill=(*bright, 255))
     fr = r - rim
-    draw.ellipse([c[0] - fr, c[1] - fr, c[0] + fr, c[1] + fr], fill=(*face_rgb, 255))
+    draw.ellipse(
+        [c[0] - fr, c[1] - fr, c[0] + fr, c[1] + fr], fill=(*face_rgb, 255), outline=outline
+    )
 
     start, sweep = gauge.start_deg, gauge.sweep_deg
-    # PIL measures arcs clockwise from 3 o'clock; ours are clockwise from 12.
+    style = {
+        "major": rng.uniform(0.09, 0.16),
+        "width": rng.uniform(0.015, 0.03),
+        "font": rng.uniform(0.09, 0.16),
+        "dots": gauge.face in HELDOUT_FACE_STYLES and rng.random() < 0.5,
+    }
+    ring = fr * rng.uniform(0.84, 0.95)
     if rng.random() < 0.5:
-        band_r = fr * rng.uniform(0.72, 0.86)
+        band_r = ring * rng.uniform(0.78, 0.95)
         width = max(2, int(fr * rng.uniform(0.04, 0.08)))
         lo = rng.uniform(0.55, 0.8)
+        # PIL measures arcs clockwise from 3 o'clock; ours are clockwise from 12.
         for (a, b), colour in [
             ((lo, 0.85), (230, 200, 30)),
             ((0.85, 1.0), (210, 40, 40)),
@@ -225,32 +396,32 @@ def _draw_gauge(gauge: _Gauge, rng: np.random.Generator) -> tuple[Image.Image, d
                     fill=(*colour, 255),
                     width=width,
                 )
-
-    majors = int(rng.integers(4, 11))
-    minors = int(rng.choice([1, 2, 4, 5]))
-    tick_out = fr * rng.uniform(0.86, 0.95)
-    dots = gauge.face in HELDOUT_FACE_STYLES and rng.random() < 0.5
-    font = ImageFont.load_default(max(8, int(fr * rng.uniform(0.11, 0.17))))
-    low, high = gauge.min_value, gauge.max_value
-    for i in range(majors * minors + 1):
-        t = i / (majors * minors)
-        u = _unit_vector(start + t * sweep)
-        major = i % minors == 0
-        length = fr * (0.14 if major else 0.07)
-        width = max(1, int(fr * (0.025 if major else 0.012)))
-        p0, p1 = c + u * tick_out, c + u * (tick_out - length)
-        if dots:
-            d = width * 1.3
-            draw.ellipse([p0[0] - d, p0[1] - d, p0[0] + d, p0[1] + d], fill=(*ink, 255))
-        else:
-            draw.line([tuple(p0), tuple(p1)], fill=(*ink, 255), width=width)
-        if major:
-            value = low + t * (high - low)
-            text = f"{value:g}" if abs(value) >= 10 or value == 0 else f"{value:.1f}"
-            q = c + u * (tick_out - length - fr * 0.14)
-            draw.text(tuple(q), text, fill=(*ink, 255), font=font, anchor="mm")
-    if rng.random() < 0.7:
+    if rng.random() < 0.5:
+        draw.arc(
+            [c[0] - ring, c[1] - ring, c[0] + ring, c[1] + ring],
+            start - 90,
+            start + sweep - 90,
+            fill=(*ink, 255),
+            width=max(1, int(fr * 0.012)),
+        )
+    major_len = _draw_scale(draw, gauge, c, ring, gauge.min_value, gauge.max_value, ink, style, rng)
+    font = _font(gauge.font, max(8, int(fr * style["font"])))
+    if gauge.inner_scale is not None:
+        low, high, unit = gauge.inner_scale
+        inner_ring = ring * 0.62
+        inner_style = {**style, "font": style["font"] * 0.8}
+        _draw_scale(draw, gauge, c, inner_ring, low, high, ink, inner_style, rng)
+        draw.text((c[0], c[1] + fr * 0.22), unit, fill=(*ink, 255), font=font, anchor="mm")
+    if rng.random() < 0.8:
         draw.text((c[0], c[1] + fr * 0.42), gauge.unit, fill=(*ink, 255), font=font, anchor="mm")
+    if rng.random() < 0.3:
+        draw.text(
+            (c[0], c[1] - fr * 0.35),
+            str(rng.choice(["CLASS 1.6", "SF6", "No. 4417", "OIL", "YN-100"])),
+            fill=(*ink, 255),
+            font=_font(gauge.font, max(8, int(fr * 0.08))),
+            anchor="mm",
+        )
 
     angle = start + gauge.fraction * sweep
     needle_rgb = tuple(
@@ -263,16 +434,17 @@ def _draw_gauge(gauge: _Gauge, rng: np.random.Generator) -> tuple[Image.Image, d
     )
     if np.abs(np.subtract(needle_rgb, face_rgb)).sum() < 150:
         needle_rgb = (200, 20, 20) if sum(face_rgb) < 300 or sum(face_rgb) > 600 else ink
-    outline, length = _needle_polygon(gauge.needle, c, angle, fr, rng)
-    # A soft shadow under the needle, as on real meters with a needle above the face.
-    shadow = outline + np.array([fr * 0.02, fr * 0.03])
-    draw.polygon([tuple(p) for p in shadow], fill=(0, 0, 0, 70))
-    draw.polygon([tuple(p) for p in outline], fill=(*needle_rgb, 255))
+    needle, length = _needle_polygon(gauge.needle, c, angle, fr, rng)
+    if shaded:
+        # A soft shadow under the needle, as on real meters with a needle above the face.
+        shadow = needle + np.array([fr * 0.02, fr * 0.03])
+        draw.polygon([tuple(p) for p in shadow], fill=(0, 0, 0, 70))
+    draw.polygon([tuple(p) for p in needle], fill=(*needle_rgb, 255), outline=outline)
     hub = fr * rng.uniform(0.05, 0.11)
     hub_rgb = tuple(int(v) for v in rng.choice([[15, 15, 15], [180, 180, 185], list(needle_rgb)]))
     draw.ellipse([c[0] - hub, c[1] - hub, c[0] + hub, c[1] + hub], fill=(*hub_rgb, 255))
 
-    if rng.random() < 0.6:
+    if shaded and rng.random() < 0.6:
         glare = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
         gd = ImageDraw.Draw(glare)
         gr = fr * rng.uniform(0.5, 0.9)
@@ -292,25 +464,40 @@ def _draw_gauge(gauge: _Gauge, rng: np.random.Generator) -> tuple[Image.Image, d
         glare.putalpha(Image.fromarray(np.minimum(np.asarray(glare)[..., 3], np.asarray(inside))))
         canvas = Image.alpha_composite(canvas, glare)
     tip = c + _unit_vector(angle) * length
-    return canvas, {"center": c, "tip": tip, "needle": outline, "radius": r}
+    mark = ring - major_len / 2
+    keypoints = np.array(
+        [
+            c + _unit_vector(start) * mark,
+            c + _unit_vector(start + sweep / 2) * mark,
+            c + _unit_vector(start + sweep) * mark,
+            c,
+        ]
+    )
+    return canvas, {
+        "center": c,
+        "tip": tip,
+        "needle": needle,
+        "radius": r,
+        "keypoints": keypoints,
+    }
 
 
 def _tilt_homography(
     size: int,
     target_center: np.ndarray,
     target_radius: float,
-    max_tilt_deg: float,
+    tilt_deg: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Homography from a square canvas to the photo: the dial plane seen off its axis.
 
-    The canvas square is rotated in 3D by up to ``max_tilt_deg`` about a random axis in its
+    The canvas square is rotated in 3D by ``tilt_deg`` about a random axis in its
     plane, projected through a pinhole camera, and scaled so the dial's radius is about
     ``target_radius`` around ``target_center``.
     """
     half = size / 2
     corners = np.array([[-half, -half], [half, -half], [half, half], [-half, half]], np.float64)
-    tilt = math.radians(rng.uniform(0, max_tilt_deg))
+    tilt = math.radians(tilt_deg)
     axis_angle = rng.uniform(0, math.pi)
     axis = np.array([math.cos(axis_angle), math.sin(axis_angle), 0.0])
     # Rodrigues' rotation of the plane z = 0 about the in-plane axis.
@@ -333,19 +520,27 @@ def _map_points(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A panel, wall or cabinet with clutter that is not a gauge (some of it round)."""
+    """A panel, wall or cabinet, from plain to cluttered with things that are not gauges: knobs,
+    lamps and bolts (round, without a needle), labels with numerals, pipes and cables."""
     base = rng.integers(30, 230, size=3).astype(np.float32)
-    gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
-    direction = rng.normal(size=2)
-    ramp = (gx * direction[0] + gy * direction[1]) / max(height, width)
-    image = base[None, None, :] + ramp[..., None] * rng.uniform(-60, 60)
-    small = rng.normal(0, rng.uniform(2, 14), size=(height // 8 + 1, width // 8 + 1, 3))
-    image += cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    image = np.broadcast_to(base, (height, width, 3)).copy()
+    plain = rng.random() < 0.15
+    if not plain:
+        gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
+        direction = rng.normal(size=2)
+        ramp = (gx * direction[0] + gy * direction[1]) / max(height, width)
+        image += ramp[..., None] * rng.uniform(-60, 60)
+        small = rng.normal(0, rng.uniform(2, 14), size=(height // 8 + 1, width // 8 + 1, 3))
+        image += cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+        if rng.random() < 0.25:  # sheet metal, tiles, brick: a regular texture
+            period = rng.uniform(6, 40)
+            phase = gx * math.cos(rng.uniform(0, math.pi)) + gy * math.sin(rng.uniform(0, math.pi))
+            image += (np.sin(phase * 2 * math.pi / period) > 0)[..., None] * rng.uniform(-25, 25)
     picture = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
-    for _ in range(int(rng.integers(0, 9))):
+    for _ in range(0 if plain else int(rng.integers(0, 14))):
         colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
-        kind = rng.integers(4)
+        kind = rng.integers(5)
         x, y = rng.uniform(0, width), rng.uniform(0, height)
         if kind == 0:  # panels, labels, cabinet doors
             w, h = rng.uniform(20, width / 2), rng.uniform(10, height / 2)
@@ -354,58 +549,97 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
             x2, y2 = rng.uniform(0, width), rng.uniform(0, height)
             draw.line([x, y, x2, y2], fill=colour, width=int(rng.integers(2, 18)))
         elif kind == 2:  # knobs, lamps, bolts: round things without a needle
-            r = rng.uniform(4, 40)
+            r = rng.uniform(4, 60)
             draw.ellipse([x - r, y - r, x + r, y + r], fill=colour, outline=(20, 20, 20))
-        else:  # text on labels
-            font = ImageFont.load_default(int(rng.integers(9, 22)))
-            draw.text((x, y), str(rng.integers(0, 99999)), fill=colour, font=font)
+            if rng.random() < 0.4:  # a lamp's lit ring or a knob's marks
+                q = r * rng.uniform(0.4, 0.8)
+                ring = tuple(min(255, v + 80) for v in colour)
+                draw.ellipse([x - q, y - q, x + q, y + q], outline=ring, width=max(1, int(r / 8)))
+        elif kind == 3:  # printed numerals and text on labels
+            font = _font(
+                str(rng.choice(["DejaVuSans.ttf", "DejaVuSansMono.ttf"])),
+                9 + int(rng.integers(0, 20)),
+            )
+            text = str(
+                rng.choice([rng.integers(0, 99999), f"{rng.uniform(0, 100):.1f}", "kV", "A", "MPa"])
+            )
+            draw.text((x, y), text, fill=colour, font=font)
+        else:  # a switch's handle or a lever: a bar from a round base
+            r = rng.uniform(6, 25)
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+            u = _unit_vector(rng.uniform(0, 360)) * r * rng.uniform(1.5, 3)
+            draw.line([x, y, x + u[0], y + u[1]], fill=(20, 20, 20), width=max(2, int(r / 3)))
     return np.asarray(picture).astype(np.float32)
 
 
-def _place(rng: np.random.Generator, count: int, height: int, width: int) -> list[tuple]:
-    """Non-overlapping (center, radius) places for ``count`` gauges."""
+def _overlaps(box: tuple[float, float, float, float], center: np.ndarray, radius: float) -> bool:
+    x, y, w, h = box
+    return not (
+        center[0] + radius < x
+        or center[0] - radius > x + w
+        or center[1] + radius < y
+        or center[1] - radius > y + h
+    )
+
+
+def _place(
+    rng: np.random.Generator,
+    count: int,
+    height: int,
+    width: int,
+    keep_clear: list[tuple[float, float, float, float]],
+) -> list[tuple]:
+    """Non-overlapping (center, radius) places for ``count`` gauges, clear of ``keep_clear``."""
     places: list[tuple[np.ndarray, float]] = []
-    largest = min(height, width) * (0.42 if count == 1 else 0.3 if count == 2 else 0.22)
+    largest = min(height, width) * (0.45 if count == 1 else 0.3 if count == 2 else 0.22)
     for _ in range(60 * count):
         if len(places) == count:
             break
-        radius = rng.uniform(max(46.0, largest * 0.35), largest)
+        radius = rng.uniform(max(40.0, largest * 0.3), max(41.0, largest))
+        if 2 * radius >= min(height, width):
+            continue
         center = np.array(
             [rng.uniform(radius, width - radius), rng.uniform(radius, height - radius)]
         )
-        if all(np.linalg.norm(center - c) > (radius + r) * 1.1 for c, r in places):
+        if all(np.linalg.norm(center - c) > (radius + r) * 1.1 for c, r in places) and not any(
+            _overlaps(box, center, radius) for box in keep_clear
+        ):
             places.append((center, radius))
     return places
 
 
-def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
-    """Draws photo ``index`` of the set made with ``seed``: 0 to 3 gauges on a cluttered panel.
+def paint_gauges(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    count: int,
+    heldout: bool,
+    keep_clear: list[tuple[float, float, float, float]] | None = None,
+) -> tuple[list[Annotation], list[dict]]:
+    """Paints up to ``count`` gauges onto ``image`` (``float32 [H, W, 3]``, RGB) in place.
 
     Args:
-        seed: the set's seed (training and held-out sets use different ones).
-        index: the photo's number in the set.
-        heldout: draw the styles training never sees, and stronger tilt.
+        image: the photo so far.
+        rng: the scene's random generator.
+        count: how many gauges to try to place (fewer where they do not fit).
+        heldout: draw the meter types and styles training never sees, and stronger tilt.
+        keep_clear: ``x, y, w, h`` boxes no gauge may cover (other objects of the scene).
 
     Returns:
-        The photo, a ``pointer`` and a ``dial`` mask per gauge, and ``truth["gauges"]``: per
-        gauge its center, needle tip, needle angle (photo pixels, clockwise from 12), the
-        fraction of the scale, the value, and its scale (start and end angle as drawn on the
-        face, values, unit).
+        A ``pointer`` and a ``dial`` annotation per gauge (the dial with its
+        :data:`KEYPOINT_NAMES`), and per gauge its truth: center, needle tip, needle angle
+        (photo pixels, clockwise from 12), ``fraction`` (share of the sweep's angle), value,
+        scale (start and end angle on the face, values, unit, knots of a non-linear scale as
+        ``[fraction, value]``), keypoints, tilt.
     """
-    rng = np.random.default_rng([seed, index, int(heldout)])
-    width = int(rng.integers(480, 641))
-    height = int(rng.integers(360, 481))
-    image = _background(rng, height, width)
-    count = int(rng.choice([0, 1, 2, 3], p=[0.1, 0.6, 0.2, 0.1]))
+    height, width = image.shape[:2]
     annotations: list[Annotation] = []
-    gauges = []
-    for target_center, target_radius in _place(rng, count, height, width):
+    truths = []
+    for target_center, target_radius in _place(rng, count, height, width, keep_clear or []):
         gauge = _design(rng, target_radius, heldout)
         canvas, geometry = _draw_gauge(gauge, rng)
         size = canvas.size[0]
-        homography = _tilt_homography(
-            size, target_center, target_radius, 40.0 if heldout else 35.0, rng
-        )
+        tilt = rng.uniform(0, 40.0 if heldout else 35.0)
+        homography = _tilt_homography(size, target_center, target_radius, tilt, rng)
         rgba = cv2.warpPerspective(
             np.asarray(canvas).astype(np.float32),
             homography,
@@ -413,7 +647,8 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
             flags=cv2.INTER_AREA if size > 2 * target_radius else cv2.INTER_LINEAR,
         )
         alpha = rgba[..., 3:4] / 255.0
-        image = image * (1 - alpha) + rgba[..., :3] * alpha
+        image *= 1 - alpha
+        image += rgba[..., :3] * alpha
 
         circle = np.array(
             [geometry["center"] + geometry["radius"] * _unit_vector(a) for a in range(0, 360, 6)]
@@ -421,21 +656,33 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
         dial = _map_points(homography, circle)
         needle = _map_points(homography, geometry["needle"])
         center, tip = _map_points(homography, np.array([geometry["center"], geometry["tip"]]))
+        keypoints = _map_points(homography, geometry["keypoints"])
         for category, outline in (("pointer", needle), ("dial", dial)):
             clipped = np.clip(outline, 0, [width - 1, height - 1])
             x0, y0 = clipped.min(axis=0)
             x1, y1 = clipped.max(axis=0)
             annotations.append(
-                Annotation(category, (x0, y0, x1 - x0, y1 - y0), [clipped.reshape(-1).tolist()])
+                Annotation(
+                    category,
+                    (x0, y0, x1 - x0, y1 - y0),
+                    [clipped.reshape(-1).tolist()],
+                    np.c_[keypoints, np.full(len(keypoints), 2.0)].reshape(-1).tolist()
+                    if category == "dial"
+                    else None,
+                )
             )
-        value = gauge.min_value + gauge.fraction * (gauge.max_value - gauge.min_value)
-        gauges.append(
+        knots = []
+        if gauge.curve != 1.0:
+            # At every tenth of the range, as a user would write them off the printed numerals.
+            fractions = [gauge.fraction_of_share(k / 10) for k in range(1, 10)]
+            knots = [[round(f, 5), round(gauge.value_at(f), 5)] for f in fractions]
+        truths.append(
             {
                 "center": [round(float(v), 3) for v in center],
                 "tip": [round(float(v), 3) for v in tip],
                 "needle_angle_deg": round(angle_clockwise_from_up(*(tip - center)), 3),
                 "fraction": round(gauge.fraction, 5),
-                "value": round(value, 5),
+                "value": round(gauge.value_at(gauge.fraction), 5),
                 "meter_type": gauge.meter_type,
                 "scale": {
                     "start_deg": gauge.start_deg,
@@ -444,11 +691,45 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
                     "min_value": gauge.min_value,
                     "max_value": gauge.max_value,
                     "unit": gauge.unit,
+                    "points": knots,
                 },
+                "keypoints": [[round(float(v), 3) for v in point] for point in keypoints],
+                "tilt_deg": round(float(tilt), 2),
                 "face": gauge.face,
                 "needle": gauge.needle,
             }
         )
+    return annotations, truths
+
+
+def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
+    """Draws photo ``index`` of the set made with ``seed``: 0 to 3 gauges on a panel, wall or
+    cabinet; some photos also show insulator strings, unlabelled here (the insulator model's
+    objects, which the pointer model must not answer), and some show only them.
+
+    Args:
+        seed: the set's seed (training and held-out sets use different ones).
+        index: the photo's number in the set.
+        heldout: draw the meter types and styles training never sees, and stronger tilt.
+
+    Returns:
+        The photo, a ``pointer`` and a ``dial`` annotation per gauge (:func:`paint_gauges`), and
+        ``truth["gauges"]`` (per gauge, as :func:`paint_gauges` returns it) and
+        ``truth["strings"]``, the number of insulator strings drawn.
+    """
+    rng = np.random.default_rng([seed, index, int(heldout)])
+    width = int(rng.integers(480, 641))
+    height = int(rng.integers(360, 481))
+    image = _background(rng, height, width)
+    count = int(rng.choice([0, 1, 2, 3], p=[0.12, 0.58, 0.2, 0.1]))
+    keep_clear: list[tuple[float, float, float, float]] = []
+    strings = 0
+    if rng.random() < _STRINGS_SHARE:
+        painted, _ = insulators.paint_strings(image, rng, heldout)
+        keep_clear = [a.bbox for a in painted if a.category == "insulator"]
+        strings = len(keep_clear)
+        count = min(count, 1)
+    annotations, gauges = paint_gauges(image, rng, count, heldout, keep_clear)
 
     # Light, blur, noise: the camera.
     image *= rng.uniform(0.6, 1.25)
@@ -459,6 +740,6 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
     return Scene(
         image=np.clip(image, 0, 255).astype(np.uint8),
         annotations=annotations,
-        truth={"gauges": gauges},
+        truth={"gauges": gauges, "strings": strings},
         jpeg_quality=int(rng.integers(55, 96)),
     )

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.data import DatasetMapper, build_detection_train_loader
+from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
 from detectron2.data.datasets import register_coco_instances
 from detectron2.data.detection_utils import build_augmentation
 from detectron2.engine import DefaultTrainer
@@ -43,6 +43,7 @@ __all__ = [
     "build_config",
     "check_dataset",
     "cpu_has_bfloat16",
+    "keypoint_flip_map",
     "main",
     "train",
 ]
@@ -54,15 +55,21 @@ class DatasetError(ValueError):
     """A dataset cannot be used for this config; the message says why and names the file."""
 
 
-def check_dataset(annotations: Path, images: Path, class_names: Sequence[str]) -> int:
-    """Checks a COCO file against the model's classes before training starts.
+def check_dataset(
+    annotations: Path,
+    images: Path,
+    class_names: Sequence[str],
+    keypoint_names: Sequence[str] = (),
+) -> int:
+    """Checks a COCO file against the model's classes (and keypoints) before training starts.
 
     Returns:
         The number of images.
 
     Raises:
-        DatasetError: the file or folder is missing or unreadable, or its categories are not
-            exactly ``class_names`` in id order.
+        DatasetError: the file or folder is missing or unreadable, its categories are not
+            exactly ``class_names`` in id order, or, for a model with keypoints, a category
+            names other keypoints than ``keypoint_names``.
     """
     if not annotations.is_file():
         raise DatasetError(f"COCO annotations not found: {annotations}")
@@ -92,7 +99,35 @@ def check_dataset(annotations: Path, images: Path, class_names: Sequence[str]) -
         )
     if count == 0:
         raise DatasetError(f"{annotations} has no images")
+    if keypoint_names:
+        for category in categories:
+            named = category.get("keypoints")
+            if named is not None and list(named) != list(keypoint_names):
+                raise DatasetError(
+                    f"{annotations}: category {category['name']!r} has keypoints {named}, the "
+                    f"config's KEYPOINT_NAMES are {list(keypoint_names)}"
+                )
+        if not any(c.get("keypoints") for c in categories):
+            raise DatasetError(
+                f"{annotations}: no category has keypoints, and the config trains a keypoint "
+                f"head (KEYPOINT_NAMES {list(keypoint_names)}); label them or set "
+                "MODEL.KEYPOINT_ON False"
+            )
     return count
+
+
+def keypoint_flip_map(keypoint_names: Sequence[str]) -> list[tuple[str, str]]:
+    """The keypoints a horizontal flip swaps: each ``X_start`` with its ``X_end``.
+
+    A mirrored dial's scale runs anticlockwise from where its start was, so the old end becomes
+    the start of a scale that runs clockwise again, as every dial's does.
+    """
+    names = set(keypoint_names)
+    return [
+        (name, name.removesuffix("_start") + "_end")
+        for name in keypoint_names
+        if name.endswith("_start") and name.removesuffix("_start") + "_end" in names
+    ]
 
 
 def build_config(
@@ -235,7 +270,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     annotations, _, images = args.dataset.rpartition(":")
     try:
         cfg = build_config(args.config, args.output, args.device, args.opts)
-        check_dataset(Path(annotations), Path(images), cfg.CLASS_NAMES)
+        keypoint_names = cfg.KEYPOINT_NAMES if cfg.MODEL.KEYPOINT_ON else []
+        if (
+            cfg.MODEL.KEYPOINT_ON
+            and len(keypoint_names) != cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS
+        ):
+            raise DatasetError(
+                f"{args.config}: KEYPOINT_NAMES has {len(keypoint_names)} names but "
+                f"MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS is "
+                f"{cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS}"
+            )
+        check_dataset(Path(annotations), Path(images), cfg.CLASS_NAMES, keypoint_names)
     except (DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -244,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     torch.set_num_threads(max(1, args.threads))
     register_coco_instances("train", {}, annotations, images)
+    if keypoint_names:
+        MetadataCatalog.get("train").set(
+            keypoint_names=list(keypoint_names), keypoint_flip_map=keypoint_flip_map(keypoint_names)
+        )
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "config.yaml").write_text(cfg.dump())
     try:
