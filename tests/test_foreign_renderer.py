@@ -66,6 +66,25 @@ def _to_face(gauge: dict, points: np.ndarray) -> np.ndarray:
     return uvw[:, :2] / uvw[:, 2:3]
 
 
+def _run_along_radius(gauge: dict, mask: np.ndarray, point: np.ndarray) -> tuple[float, float]:
+    """How far ``mask`` runs from ``point`` towards the pivot and away from it, in photo pixels,
+    along the face's radius through ``point``."""
+    direction = _to_face(gauge, point[None])[0]
+    steps = np.linspace(0.0, 0.3, 1200)
+    runs = []
+    for sign in (-1.0, 1.0):
+        face = (1.0 + sign * steps[:, None] / np.linalg.norm(direction)) * direction
+        homography = np.asarray(gauge["face_to_photo"], dtype=np.float64)
+        uvw = np.c_[face, np.ones(len(face))] @ homography.T
+        photo = uvw[:, :2] / uvw[:, 2:3]
+        rows = np.clip(photo[:, 1].astype(int), 0, mask.shape[0] - 1)
+        cols = np.clip(photo[:, 0].astype(int), 0, mask.shape[1] - 1)
+        on = mask[rows, cols]
+        last = len(on) - 1 if on.all() else int(np.argmin(on)) - 1
+        runs.append(float(np.linalg.norm(photo[last] - point)))
+    return runs[0], runs[1]
+
+
 def _clockwise_from_up(dx: float, dy: float) -> float:
     return math.degrees(math.atan2(dx, -dy)) % 360.0
 
@@ -129,8 +148,10 @@ def test_tip_and_angle_are_where_the_needle_ends(gauge_scenes) -> None:
 def test_keypoints_lie_on_the_scale_ends(gauge_scenes) -> None:
     tilts = []
     for index, scene in gauge_scenes:
-        plain = render_scene("gauges", SEED, index, DrawOptions(needles=False))
+        ticks = DrawOptions(needles=False, numerals=False)
+        plain = render_scene("gauges", SEED, index, ticks)
         blank = render_scene("gauges", SEED, index, DrawOptions(needles=False, scales=False))
+        # Ticks, arc and bands: the pixels the scale's marks were drawn on.
         scale = _changed(plain.image, blank.image)
         dials = [a for a in scene.annotations if a.category == "dial"]
         for gauge, dial in zip(scene.truth["gauges"], dials, strict=True):
@@ -139,8 +160,11 @@ def test_keypoints_lie_on_the_scale_ends(gauge_scenes) -> None:
             flat = np.reshape(dial.keypoints, (-1, 3))
             assert np.allclose(flat[:, :2], keypoints) and (flat[:, 2] == 2).all()
             for x, y in keypoints[[0, 2]]:
-                near = scale[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2]
-                assert near.any(), (index, x, y)
+                assert scale[int(y), int(x)], (index, x, y)
+                inward, outward = _run_along_radius(gauge, scale, np.array([x, y]))
+                # Mid-length of the end tick: as far from its inner end as from its outer one.
+                assert abs(inward - outward) <= 1.5, (index, x, y, inward, outward)
+                assert min(inward, outward) >= 1.0, (index, x, y)
             # In the face's own coordinates: one radius, at the scale's start, half its sweep
             # angle and its end, and the centre at the pivot.
             face = _to_face(gauge, keypoints)

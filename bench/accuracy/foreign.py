@@ -183,12 +183,14 @@ class DrawOptions:
     Attributes:
         needles: draw the meters' needles.
         scales: draw the meters' scales (ticks, arc, bands, numerals).
+        numerals: draw the scales' numerals.
         repair_defects: draw every defective unit whole.
         skip_strings: indices of insulator strings (in annotation order) not to draw.
     """
 
     needles: bool = True
     scales: bool = True
+    numerals: bool = True
     repair_defects: bool = False
     skip_strings: frozenset[int] = frozenset()
 
@@ -1018,8 +1020,9 @@ def _paint_face(gauge: _Gauge, options: DrawOptions) -> np.ndarray:
             fill(ring(band_r0, band_r1, start + s0 * sweep, start + s1 * sweep), colour)
         base = gauge.tick_outer if gauge.ticks_inward else gauge.tick_inner
         if gauge.arc_line:
-            w = gauge.minor_width
-            fill(ring(base - w / 2, base + w / 2, start, start + sweep), gauge.ink)
+            # Flush with the ticks' ends, so that the scale's end marks stay mid-length.
+            w = gauge.minor_width if gauge.ticks_inward else -gauge.minor_width
+            fill(ring(base - w, base, start, start + sweep), gauge.ink)
         minor_end = base - gauge.minor_len if gauge.ticks_inward else base + gauge.minor_len
         majors = [gauge.kind.share_at(v) for v in gauge.kind.majors]
         for a, b in itertools.pairwise(majors):
@@ -1029,7 +1032,7 @@ def _paint_face(gauge: _Gauge, options: DrawOptions) -> np.ndarray:
         for share in majors:
             angle = gauge.face_angle(share)
             fill(tick(angle, gauge.tick_inner, gauge.tick_outer, gauge.major_width), gauge.ink)
-        for share, text in gauge.numerals:
+        for share, text in gauge.numerals if options.numerals else ():
             angle = gauge.face_angle(share)
             at = gauge.numeral_radius * _unit_vector(angle)
             _face_text(
@@ -1055,7 +1058,7 @@ def _pending_hershey(
 ) -> list[tuple[str, np.ndarray, float, str]]:
     """OpenCV's stroke fonts draw on the array, after PIL is done with the texture."""
     out = []
-    if options.scales and gauge.numeral_font in _HERSHEY_FONTS:
+    if options.scales and options.numerals and gauge.numeral_font in _HERSHEY_FONTS:
         for share, text in gauge.numerals:
             at = gauge.numeral_radius * _unit_vector(gauge.face_angle(share))
             out.append((text, at, gauge.numeral_height, gauge.numeral_font))
