@@ -14,7 +14,6 @@ and the answer names each dial's keypoints as its YAML's KEYPOINT_NAMES do.
 """
 
 import asyncio
-import inspect
 import json
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from bls.merge import KeypointLayout, merge_answer
-from bls.reading import instances_from_arrays, load_calibrations, read_meters
+from bls.reading import KEYPOINT_NAMES, instances_from_arrays, load_calibrations, read_meters
 from bls.repository import class_names, keypoint_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
 from pipelines.tensors import (
@@ -50,8 +49,6 @@ from server.python_models import (
 # The meter detector's needle class, as bls.reading.read_meters takes it: its instances carry no
 # keypoints (the head is trained with none on them), every other class is a dial and does.
 NEEDLE_CLASS = "pointer"
-# bls.reading takes keypoints from issue 36's rewrite on; before it, readings use masks alone.
-_READING_TAKES_KEYPOINTS = "keypoints" in inspect.signature(instances_from_arrays).parameters
 
 
 class TritonPythonModel:
@@ -99,6 +96,12 @@ class TritonPythonModel:
         classes = frozenset(self.class_names[detector])
         if detector == self.meter_detector:
             classes -= {NEEDLE_CLASS}
+            missing = [name for name in KEYPOINT_NAMES if name not in names]
+            if missing:
+                raise ValueError(
+                    f"inspect: the KEYPOINT_NAMES of {detector}'s YAML {names} lack "
+                    f"{', '.join(missing)}, which the meter reading needs"
+                )
         return KeypointLayout(tuple(names), classes)
 
     async def execute(self, requests):
@@ -167,15 +170,21 @@ class TritonPythonModel:
         result = results[self.meter_detector]
         if not isinstance(result, Detections):
             return []
-        arrays = (result.classes, result.scores, result.boxes, result.mask_rects, result.masks)
-        names = self.class_names[self.meter_detector]
+        instances = instances_from_arrays(
+            result.classes,
+            result.scores,
+            result.boxes,
+            result.mask_rects,
+            result.masks,
+            keypoints=result.keypoints,
+        )
         layout = self.keypoints.get(self.meter_detector)
-        if layout is None or not _READING_TAKES_KEYPOINTS:
-            instances = instances_from_arrays(*arrays)
-            return [r.to_json() for r in read_meters(instances, names, self.calibrations)]
-        instances = instances_from_arrays(*arrays, keypoints=result.keypoints)
+        # Without a keypoint head the reading takes its scale from the calibration.
         readings = read_meters(
-            instances, names, self.calibrations, keypoint_names=list(layout.names)
+            instances,
+            self.class_names[self.meter_detector],
+            self.calibrations,
+            keypoint_names=KEYPOINT_NAMES if layout is None else layout.names,
         )
         return [r.to_json() for r in readings]
 
