@@ -33,6 +33,8 @@ from bench.accuracy.metrics import (
 )
 from bench.accuracy.readings import (
     NO_READING,
+    READING_GOALS,
+    READING_MAX_GOALS,
     angle_error,
     face_angle,
     match_readings,
@@ -43,7 +45,7 @@ from bench.accuracy.readings import (
 )
 from bench.accuracy.report import format_table, plot_pr_curves, plot_reading_errors
 from bls.merge import merge_answer
-from bls.reading import Calibration
+from bls.meters import Calibration
 from clients.answer import Instance
 from pipelines.tensors import Detections
 
@@ -523,7 +525,7 @@ def test_perfect_readings_read_every_gauge_without_error() -> None:
     assert values["value error p90"] == pytest.approx(0.0)
     assert all(f.passed for f in figures if f.goal is not None)
     goals = {f.name for f in figures if f.goal is not None}
-    assert goals == {"gauge read", *MAX_GOALS}
+    assert goals == {"gauge read", *MAX_GOALS, *READING_GOALS, *READING_MAX_GOALS}
 
 
 def test_wrap_around_angle_error_and_value_error() -> None:
@@ -623,6 +625,9 @@ def test_no_readings_fail_the_goals() -> None:
     assert values["readings ok on empty images"] == 0
     assert [f.name for f in figures if f.passed is False] == [
         "gauge read",
+        "scale found, fraction within 2% of span",
+        "fraction error median",
+        "fraction error p90",
         "needle angle error median",
         "needle angle error p90",
     ]

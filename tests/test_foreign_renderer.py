@@ -211,8 +211,10 @@ def test_fraction_and_value_follow_the_needle_on_the_face() -> None:
             value = _value_on_scale(s, share)
             span = s["max_value"] - s["min_value"]
             assert gauge["value"] == pytest.approx(value, abs=1e-4 * span), index
-            fraction = (value - s["min_value"]) / span
-            assert gauge["fraction"] == pytest.approx(fraction, abs=1e-4), index
+            # fraction is the needle's share of the sweep's angle, the reading's convention.
+            assert gauge["fraction"] == pytest.approx(share, abs=1e-4), index
+            value_share = (value - s["min_value"]) / span
+            assert gauge["value_share"] == pytest.approx(value_share, abs=1e-4), index
             checked += 1
             nonlinear += bool(s.get("points"))
             sweeps.append(s["sweep_deg"])

@@ -1221,7 +1221,7 @@ def _gauge_truth(gauge: _Gauge) -> tuple[dict[str, Any], list[Annotation]]:
     needle_angle = math.degrees(math.atan2(dx, -dy)) % 360.0
     value = gauge.value
     kind = gauge.kind
-    fraction = (value - kind.min_value) / (kind.max_value - kind.min_value)
+    value_share = (value - kind.min_value) / (kind.max_value - kind.min_value)
     r = gauge.keypoint_radius
     marks = [
         r * _unit_vector(gauge.face_angle(0.0)),
@@ -1245,8 +1245,8 @@ def _gauge_truth(gauge: _Gauge) -> tuple[dict[str, Any], list[Annotation]]:
         "center": [round(float(v), 3) for v in centre],
         "tip": [round(float(v), 3) for v in tip],
         "needle_angle_deg": round(needle_angle, 4),
-        "fraction": round(fraction, 6),
-        "sweep_fraction": round(gauge.share, 6),
+        "fraction": round(gauge.share, 6),
+        "value_share": round(value_share, 6),
         "value": round(value, 6),
         "meter_type": gauge.meter_type,
         "scale": scale,
