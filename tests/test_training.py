@@ -72,6 +72,23 @@ def run_training(command: list[str], iterations: int) -> subprocess.CompletedPro
     )
 
 
+def logged_losses(output: Path) -> list[float]:
+    """Every ``total_loss`` that detectron2 wrote to the run's ``metrics.json``."""
+    lines = (output / "metrics.json").read_text().splitlines()
+    return [record["total_loss"] for record in map(json.loads, lines) if "total_loss" in record]
+
+
+def assert_the_last_step_moved_the_weights(output: Path, checkpoint: str) -> None:
+    """Every weight the optimiser trains differs between ``checkpoint`` and the final one: an
+    optimiser doing nothing, or a loss that reaches none of them, leaves them equal."""
+    before = torch.load(output / checkpoint, weights_only=False)["model"]
+    after = torch.load(output / "model_final.pth", weights_only=False)["model"]
+    trained = [name for name in after if name.endswith((".weight", ".bias"))]
+    assert trained, "the checkpoint holds no weights"
+    still = [name for name in trained if torch.equal(before[name], after[name])]
+    assert not still, f"{len(still)} of {len(trained)} weights did not change: {still[:5]}"
+
+
 def test_dataset_categories_must_be_the_class_names(gauge_set: Path, tmp_path: Path) -> None:
     annotations, images = gauge_set / "annotations.json", gauge_set / "images"
     assert check_dataset(annotations, images, ["pointer", "dial"]) == 6
@@ -118,7 +135,10 @@ def test_a_few_iterations_train_export_and_load(
     run = run_training(train_command(config, request.getfixturevalue(dataset), output), 3)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "eta:" in run.stdout, "detectron2's progress line with the time left"
-    assert (output / "model_final.pth").is_file()
+    losses = logged_losses(output)
+    assert losses and np.isfinite(losses).all(), f"losses logged: {losses}"
+    # CHECKPOINT_PERIOD 2 saves after the second of the 3 iterations, the last one comes after.
+    assert_the_last_step_moved_the_weights(output, "model_0000001.pth")
     size = export_weights(output / "model_final.pth", tmp_path / "demo.pth", note="smoke")
     assert size <= 40 * 2**20
     detector = Detector(config, tmp_path / "demo.pth")
@@ -139,16 +159,17 @@ def test_the_demo_recipes_train_on_the_gpu_in_mixed_precision(
     command = train_command(config, request.getfixturevalue(dataset), output, "--device", "cuda")
     run = run_training(command, 20)
     assert run.returncode == 0, run.stderr[-3000:]
-    # detectron2's float16 AMPTrainer: every logged loss finite.
-    metrics = [json.loads(line) for line in (output / "metrics.json").read_text().splitlines()]
-    assert metrics
-    assert all(np.isfinite(m["total_loss"]) for m in metrics if "total_loss" in m)
+    # detectron2's float16 AMPTrainer: every logged loss finite, and the loss scaler let
+    # the steps through.
+    losses = logged_losses(output)
+    assert losses and np.isfinite(losses).all(), f"losses logged: {losses}"
+    assert_the_last_step_moved_the_weights(output, "model_0000017.pth")
 
 
-def test_mixed_precision_on_a_cpu_runs_the_forward_in_bfloat16(
-    gauge_set: Path, tmp_path: Path
-) -> None:
-    cfg = build_config(POINTER_YAML, tmp_path, "cpu", [*SMOKE, "SOLVER.MAX_ITER", "1"])
+def train_one_iteration_recording_feature_dtypes(gauge_set: Path, output: Path) -> list:
+    """Trains the demo pointer recipe one iteration on a CPU; returns the dtype of the backbone's
+    ``p2`` features at each forward."""
+    cfg = build_config(POINTER_YAML, output, "cpu", [*SMOKE, "SOLVER.MAX_ITER", "1"])
     assert cfg.SOLVER.AMP.ENABLED, "the demo recipes train in mixed precision"
     register_coco_instances("train", {}, gauge_set / "annotations.json", gauge_set / "images")
     try:
@@ -162,13 +183,35 @@ def test_mixed_precision_on_a_cpu_runs_the_forward_in_bfloat16(
     finally:
         DatasetCatalog.remove("train")
         MetadataCatalog.remove("train")
-    # Where the CPU has no bfloat16 instructions the trainer falls back to float32.
-    expected = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
-    assert features == [expected]
-    weights = torch.load(tmp_path / "model_final.pth", weights_only=False)["model"]
+    weights = torch.load(output / "model_final.pth", weights_only=False)["model"]
     assert {tensor.dtype for tensor in weights.values() if tensor.is_floating_point()} == {
         torch.float32
-    }
+    }, "weights and optimizer stay float32"
+    return features
+
+
+def test_mixed_precision_on_a_cpu_runs_the_forward_in_bfloat16(
+    gauge_set: Path, tmp_path: Path
+) -> None:
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip(
+            "needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX): "
+            "bfloat16 training not tested"
+        )
+    assert train_one_iteration_recording_feature_dtypes(gauge_set, tmp_path) == [torch.bfloat16]
+
+
+def test_mixed_precision_on_a_cpu_without_bfloat16_trains_in_float32_and_says_so(
+    gauge_set: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Emulated bfloat16 would be slower than float32: the trainer falls back and warns."""
+    # The CPU's answer, as oneDNN gives it on a CPU without AVX512-BF16 and AMX.
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert train_one_iteration_recording_feature_dtypes(gauge_set, tmp_path) == [torch.float32]
+    assert "this CPU has no bfloat16 instructions; training in float32" in caplog.text
 
 
 @pytest.mark.slow
