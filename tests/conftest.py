@@ -36,18 +36,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """One line naming the GPU tests that did not run, and why: never silently."""
-    skipped = [
-        report
-        for report in terminalreporter.stats.get("skipped", [])
-        if "gpu" in getattr(report, "keywords", {})
-    ]
-    if skipped:
-        reasons = sorted({str(r.longrepr[-1]).removeprefix("Skipped: ") for r in skipped})
-        terminalreporter.write_line(
-            f"GPU tier: {len(skipped)} test(s) did not run ({'; '.join(reasons)}): "
-            + ", ".join(sorted({r.nodeid.split("::")[-1] for r in skipped}))
+    """One line naming every test that did not run, grouped by why (no GPU, not root, a CPU
+    without bfloat16): never silently."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    by_reason: dict[str, set[str]] = {}
+    for report in skipped:
+        reason = str(report.longrepr[-1]).removeprefix("Skipped: ")
+        by_reason.setdefault(reason, set()).add(report.nodeid.split("::")[-1])
+    terminalreporter.write_line(
+        f"Did not run: {len(skipped)} test(s): "
+        + "; ".join(
+            f"{reason}: {', '.join(sorted(names))}" for reason, names in sorted(by_reason.items())
         )
+    )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
