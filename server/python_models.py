@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from pipelines.detector import Detector
+from pipelines.detector import Detector, load_config
 from pipelines.errors import is_out_of_memory
 from pipelines.tensors import (
     IMAGE,
@@ -24,6 +24,7 @@ from pipelines.tensors import (
     Contract,
     config_mismatches,
     detector_contract,
+    keypoint_mismatch,
 )
 from pipelines.threads import threads_per_instance, usable_cores
 
@@ -155,9 +156,11 @@ class DetectorModel:
     """``initialize``/``execute``/``finalize`` of a detectron2 detector behind Triton.
 
     Its tensors are :data:`pipelines.tensors.DETECTOR`'s, or ``MASK_DETECTOR``'s when the YAML
-    turns masks on. ``config.pbtxt``'s parameters: ``detectron2_config`` and ``weights`` (paths
-    relative to the model's folder, or absolute), and ``cpu_forward_batch_size``/
-    ``gpu_forward_batch_size`` (images per detectron2 forward).
+    turns masks on, plus ``KEYPOINTS`` when it has a keypoint head (the load fails, naming
+    ``config.pbtxt`` and the YAML, when one declares keypoints the other lacks).
+    ``config.pbtxt``'s parameters: ``detectron2_config`` and ``weights`` (paths relative to the
+    model's folder, or absolute), and ``cpu_forward_batch_size``/``gpu_forward_batch_size``
+    (images per detectron2 forward).
     """
 
     def initialize(self, args: dict[str, Any]) -> None:
@@ -169,8 +172,17 @@ class DetectorModel:
         on_gpu = gpu is not None
         device = f"cuda:{gpu}" if on_gpu else "cpu"
         batch_key = "gpu_forward_batch_size" if on_gpu else "cpu_forward_batch_size"
+        # Checked before the weights load: a mismatch is a config error, found in milliseconds.
+        yaml_path = model_dir / params["detectron2_config"]
+        cfg = load_config(yaml_path)
+        num_keypoints = cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS if cfg.MODEL.KEYPOINT_ON else 0
+        problem = keypoint_mismatch(
+            model_config, num_keypoints, model_dir / "config.pbtxt", yaml_path
+        )
+        if problem:
+            raise ValueError(f"{self.model_name}: {problem}")
         self.detector = Detector(
-            config_path=model_dir / params["detectron2_config"],
+            config_path=yaml_path,
             weights_path=model_dir / params["weights"],
             device=device,
         )
@@ -179,7 +191,11 @@ class DetectorModel:
         if not on_gpu:
             torch.set_num_threads(threads_per_instance(model_config, usable_cores()))
             threads = f", {torch.get_num_threads()} torch thread(s)"
-        check_config(self.model_name, model_config, detector_contract(self.detector.has_masks))
+        check_config(
+            self.model_name,
+            model_config,
+            detector_contract(self.detector.has_masks, len(self.detector.keypoint_names)),
+        )
         pb_utils.Logger.log_info(
             f"{self.model_name}: {params['detectron2_config']} on {device}, weights "
             f"{model_dir / params['weights']}, classes {self.detector.class_names}, "

@@ -54,12 +54,42 @@ def _first_scene(render: Callable[..., Scene], accept: Callable[[Scene], bool]) 
     return next(scene for i in range(200) if accept(scene := render(SCENE_SEED, i)))
 
 
+# The looks the committed demo models were trained on. The generators draw more today (tinted
+# faces, new needles, insulator strings beside meters, look-alikes, flat and outlined strings,
+# cracked and burnt discs) for the models' next training; until they are retrained on it the
+# server tests photograph what the served models know.
+_TRAINED_FACES = ("white", "cream", "black", "grey")
+
+
+def _trained_gauges(scene: Scene) -> bool:
+    return (
+        not scene.truth["strings"]
+        and scene.truth["lookalikes"] <= 3
+        and all(
+            g["face"] in _TRAINED_FACES and g["needle"] in gauges.NEEDLE_STYLES
+            for g in scene.truth["gauges"]
+        )
+    )
+
+
+def _trained_insulators(scene: Scene) -> bool:
+    truth = scene.truth
+    return (
+        not truth["meters"]
+        and not truth["lookalikes"]
+        and (truth["shading"], truth["contour"], truth["background"]) == ("shaded", "none", "photo")
+        and set(truth["defect_kinds"]) <= {"missing", "broken"}
+    )
+
+
 def gauge_scene() -> Scene:
     """The ``gauge`` photo of :func:`make_scenes`, with its truth (center, needle, value): one
     meter of the calibrated type (``repository/pointer/meters.yaml``)."""
     return _first_scene(
         gauges.render_scene,
-        lambda s: [g["meter_type"] for g in s.truth["gauges"]] == ["standard"],
+        lambda s: (
+            [g["meter_type"] for g in s.truth["gauges"]] == ["standard"] and _trained_gauges(s)
+        ),
     )
 
 
@@ -71,9 +101,12 @@ def make_scenes() -> dict[str, bytes]:
     plain wall with nothing to detect.
     """
     gauge = gauge_scene()
-    several = _first_scene(gauges.render_scene, lambda s: len(s.truth["gauges"]) >= 2)
+    several = _first_scene(
+        gauges.render_scene, lambda s: len(s.truth["gauges"]) >= 2 and _trained_gauges(s)
+    )
     insulator = _first_scene(
-        insulators.render_scene, lambda s: s.truth["strings"] >= 1 and s.truth["defects"] >= 1
+        insulators.render_scene,
+        lambda s: s.truth["strings"] >= 1 and s.truth["defects"] >= 1 and _trained_insulators(s),
     )
     height = min(gauge.image.shape[0], insulator.image.shape[0])
     both = np.concatenate([gauge.image[:height], insulator.image[:height]], axis=1)

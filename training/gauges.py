@@ -519,9 +519,13 @@ def _map_points(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
     ]
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def _background(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, int]:
     """A panel, wall or cabinet, from plain to cluttered with things that are not gauges: knobs,
-    lamps and bolts (round, without a needle), labels with numerals, pipes and cables."""
+    lamps and bolts (round, without a needle), labels with numerals, pipes and cables, levers.
+
+    Returns:
+        The picture and how many such things it shows.
+    """
     base = rng.integers(30, 230, size=3).astype(np.float32)
     image = np.broadcast_to(base, (height, width, 3)).copy()
     plain = rng.random() < 0.15
@@ -538,7 +542,8 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
             image += (np.sin(phase * 2 * math.pi / period) > 0)[..., None] * rng.uniform(-25, 25)
     picture = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
-    for _ in range(0 if plain else int(rng.integers(0, 14))):
+    lookalikes = 0 if plain else int(rng.integers(0, 14))
+    for _ in range(lookalikes):
         colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
         kind = rng.integers(5)
         x, y = rng.uniform(0, width), rng.uniform(0, height)
@@ -569,7 +574,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
             draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
             u = _unit_vector(rng.uniform(0, 360)) * r * rng.uniform(1.5, 3)
             draw.line([x, y, x + u[0], y + u[1]], fill=(20, 20, 20), width=max(2, int(r / 3)))
-    return np.asarray(picture).astype(np.float32)
+    return np.asarray(picture).astype(np.float32), lookalikes
 
 
 def _overlaps(box: tuple[float, float, float, float], center: np.ndarray, radius: float) -> bool:
@@ -714,13 +719,14 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
 
     Returns:
         The photo, a ``pointer`` and a ``dial`` annotation per gauge (:func:`paint_gauges`), and
-        ``truth["gauges"]`` (per gauge, as :func:`paint_gauges` returns it) and
-        ``truth["strings"]``, the number of insulator strings drawn.
+        ``truth["gauges"]`` (per gauge, as :func:`paint_gauges` returns it),
+        ``truth["strings"]``, the number of insulator strings drawn, and
+        ``truth["lookalikes"]``, the number of things on the panel that are not gauges.
     """
     rng = np.random.default_rng([seed, index, int(heldout)])
     width = int(rng.integers(480, 641))
     height = int(rng.integers(360, 481))
-    image = _background(rng, height, width)
+    image, lookalikes = _background(rng, height, width)
     count = int(rng.choice([0, 1, 2, 3], p=[0.12, 0.58, 0.2, 0.1]))
     keep_clear: list[tuple[float, float, float, float]] = []
     strings = 0
@@ -740,6 +746,6 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
     return Scene(
         image=np.clip(image, 0, 255).astype(np.uint8),
         annotations=annotations,
-        truth={"gauges": gauges, "strings": strings},
+        truth={"gauges": gauges, "strings": strings, "lookalikes": lookalikes},
         jpeg_quality=int(rng.integers(55, 96)),
     )
