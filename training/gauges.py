@@ -645,15 +645,21 @@ def paint_gauges(
         size = canvas.size[0]
         tilt = rng.uniform(0, 40.0 if heldout else 35.0)
         homography = _tilt_homography(size, target_center, target_radius, tilt, rng)
+        # Warped into the gauge's own window of the photo only: the rest stays as it is.
+        corners = _map_points(homography, np.array([[0, 0], [size, 0], [size, size], [0, size]]))
+        x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 1, 0)
+        x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 1, [width, height])
+        shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], dtype=np.float64)
         rgba = cv2.warpPerspective(
             np.asarray(canvas).astype(np.float32),
-            homography,
-            (width, height),
+            shift @ homography,
+            (int(x1 - x0), int(y1 - y0)),
             flags=cv2.INTER_AREA if size > 2 * target_radius else cv2.INTER_LINEAR,
         )
         alpha = rgba[..., 3:4] / 255.0
-        image *= 1 - alpha
-        image += rgba[..., :3] * alpha
+        window = image[y0:y1, x0:x1]
+        window *= 1 - alpha
+        window += rgba[..., :3] * alpha
 
         circle = np.array(
             [geometry["center"] + geometry["radius"] * _unit_vector(a) for a in range(0, 360, 6)]
