@@ -305,6 +305,13 @@ def probe_ready(server: TritonServer, model: str) -> bool:
         return False
 
 
+# The watchdog notes each running stub's shared-memory region at its checks, once a second, and
+# logs nothing when it does; it removes a dead stub's region only if it noted it. A test that
+# kills a stub or the server waits this long after the server turned ready first: a few checks,
+# generous for a shared machine.
+WATCHDOG_NOTES_STUBS_S = 5.0
+
+
 class ReadinessRecorder:
     """Probes a model's readiness every 50 ms in the background from the moment it is entered.
 

@@ -22,7 +22,7 @@ from server.launch import (
     processes_in_group,
     visible_gpus,
 )
-from tests.support import free_ports, probe_ready, server_on
+from tests.support import WATCHDOG_NOTES_STUBS_S, free_ports, probe_ready, server_on
 
 pytestmark = pytest.mark.server
 
@@ -253,8 +253,7 @@ def test_a_crashed_server_leaves_nothing_in_dev_shm_and_its_death_is_passed_on(
         server.wait_until_ready(timeout_s=300)
         regions = shm_regions() - regions_before
         assert regions, "expected the stubs' shared-memory regions"
-        # The watchdog notes the stubs' regions at its checks, once a second.
-        time.sleep(1.5)
+        time.sleep(WATCHDOG_NOTES_STUBS_S)
         (tritonserver,) = child_processes(server.pid)
         os.kill(tritonserver, signal.SIGKILL)
         assert server.wait() == 128 + signal.SIGKILL
