@@ -46,9 +46,10 @@ from server.python_models import (
     yes_or_no,
 )
 
-# The meter detector's needle class, as bls.reading.read_meters takes it: its instances carry no
-# keypoints (the head is trained with none on them), every other class is a dial and does.
-NEEDLE_CLASS = "pointer"
+# The meter detector's needle class where config.pbtxt names none, as bls.reading.read_meters
+# takes it: its instances carry no keypoints (the head is trained with none on them), every other
+# class is a dial and does.
+DEFAULT_NEEDLE_CLASS = "pointer"
 
 
 class TritonPythonModel:
@@ -63,6 +64,18 @@ class TritonPythonModel:
         self.detectors = list(self.detector_images)
         self.class_names = {name: class_names(repository, name) for name in self.detectors}
         self.meter_detector = params["meter_detector"]
+        self.needle_class = params.get("needle_class", DEFAULT_NEEDLE_CLASS)
+        meter_classes = self.class_names[self.meter_detector]
+        if self.needle_class not in meter_classes:
+            meter_yaml = model_tensors(repository, self.meter_detector).parameters[
+                "detectron2_config"
+            ]
+            raise ValueError(
+                f"inspect: needle_class {self.needle_class!r} in "
+                f"{repository / 'inspect' / 'config.pbtxt'} is not a class of "
+                f"{repository / self.meter_detector / meter_yaml}: its CLASS_NAMES are "
+                f"{meter_classes}"
+            )
         # What each detector gives: with masks or without, with keypoints or without, as its
         # config.pbtxt declares.
         self.detector_outputs = {}
@@ -78,7 +91,8 @@ class TritonPythonModel:
         # A malformed calibration fails the load, naming the file and the key.
         self.calibrations = load_calibrations(
             repository / self.meter_detector / params["meter_calibrations"],
-            self.class_names[self.meter_detector],
+            meter_classes,
+            needle_class=self.needle_class,
         )
         on_gpu = args["model_instance_kind"] == "GPU"
         self.concurrent_detectors = yes_or_no(
@@ -95,7 +109,7 @@ class TritonPythonModel:
             )
         classes = frozenset(self.class_names[detector])
         if detector == self.meter_detector:
-            classes -= {NEEDLE_CLASS}
+            classes -= {self.needle_class}
             missing = [name for name in KEYPOINT_NAMES if name not in names]
             if missing:
                 raise ValueError(
@@ -185,6 +199,7 @@ class TritonPythonModel:
             self.class_names[self.meter_detector],
             self.calibrations,
             keypoint_names=KEYPOINT_NAMES if layout is None else layout.names,
+            needle_class=self.needle_class,
         )
         return [r.to_json() for r in readings]
 
