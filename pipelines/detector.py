@@ -4,16 +4,21 @@ Takes what the ``preprocess`` model produces (resized HWC ``uint8`` images and t
 sizes), runs a batch as one detectron2 forward, and returns per-image numpy arrays in original
 image pixel coordinates: boxes, scores, classes and, for models with a mask head, masks cropped
 to their box, and for models with a keypoint head the keypoints.
+
+Per-class score thresholds (:func:`load_score_thresholds`, the served model's
+``score_thresholds`` file) replace the YAML's single ``SCORE_THRESH_TEST`` where they are given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from centernet.config import add_centernet_config
 from detectron2.config import CfgNode, get_cfg
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
@@ -29,9 +34,12 @@ __all__ = [
     "UNTRAINED_KEY",
     "CheckpointError",
     "Detector",
+    "ScoreThresholdsError",
     "channels_last",
+    "check_score_thresholds",
     "fold_frozen_batch_norms",
     "load_config",
+    "load_score_thresholds",
     "load_weights",
     "mask_rect",
     "paste_masks_into_boxes",
@@ -44,6 +52,85 @@ UNTRAINED_KEY = "__untrained__"
 
 class CheckpointError(ValueError):
     """A weights file is missing or does not fit the model; the message names the file."""
+
+
+class ScoreThresholdsError(ValueError):
+    """Per-class score thresholds that cannot be served; the message names their source."""
+
+
+def check_score_thresholds(
+    thresholds: Mapping[str, object], class_names: Sequence[str], source: str
+) -> dict[str, float]:
+    """Per-class score thresholds as a detector serves them: one number in ``[0, 1]`` for each
+    of its classes, and nothing else.
+
+    Args:
+        thresholds: class name -> threshold, e.g. as read from a YAML file.
+        class_names: the detector's ``CLASS_NAMES``.
+        source: where the thresholds come from, for the error message (a file's path).
+
+    Returns:
+        class name -> threshold, in ``class_names`` order.
+
+    Raises:
+        ScoreThresholdsError: a class the detector does not have, one of its classes left out,
+            or a value that is not a number in ``[0, 1]``.
+    """
+    unknown = [str(name) for name in thresholds if name not in class_names]
+    if unknown:
+        raise ScoreThresholdsError(
+            f"{source}: unknown class(es) {unknown}; the detector's classes are {list(class_names)}"
+        )
+    missing = [name for name in class_names if name not in thresholds]
+    if missing:
+        raise ScoreThresholdsError(
+            f"{source}: no threshold for class(es) {missing}; give one for each of "
+            f"{list(class_names)}"
+        )
+    checked = {}
+    for name in class_names:
+        value = thresholds[name]
+        # YAML reads yes/no as booleans, which are ints to Python.
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0.0 <= value <= 1.0
+            or math.isnan(value)
+        ):
+            raise ScoreThresholdsError(
+                f"{source}: the threshold of class {name!r} must be a number in [0, 1], "
+                f"got {value!r}"
+            )
+        checked[name] = float(value)
+    return checked
+
+
+def load_score_thresholds(path: Path, class_names: Sequence[str]) -> dict[str, float]:
+    """Reads a YAML file of per-class score thresholds, ``class name: threshold`` at its top.
+
+    Args:
+        path: the file (a model's ``score_thresholds`` parameter, resolved).
+        class_names: the detector's ``CLASS_NAMES``.
+
+    Returns:
+        class name -> threshold, in ``class_names`` order.
+
+    Raises:
+        ScoreThresholdsError: the file is missing, is not YAML, is not a mapping of class names
+            to thresholds, or fails :func:`check_score_thresholds`.
+    """
+    if not path.is_file():
+        raise ScoreThresholdsError(f"score thresholds file not found: {path}")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ScoreThresholdsError(f"{path}: not a YAML file: {error}") from error
+    if not isinstance(content, dict):
+        raise ScoreThresholdsError(
+            f"{path}: expected a mapping of class name to score threshold, got "
+            f"{type(content).__name__}"
+        )
+    return check_score_thresholds(content, class_names, str(path))
 
 
 def read_yaml_config(path: Path) -> CfgNode:
@@ -269,6 +356,7 @@ class Detector:
         config_path: Path,
         weights_path: Path,
         device: str = "cpu",
+        score_thresholds: Mapping[str, float] | None = None,
     ) -> None:
         """Builds the model and loads its weights.
 
@@ -276,12 +364,38 @@ class Detector:
             config_path: the detector's detectron2 YAML.
             weights_path: its checkpoint.
             device: ``"cpu"`` or ``"cuda:N"``.
+            score_thresholds: class name -> the least score of a detection of that class that
+                is answered, for every class; ``None`` keeps the YAML's ``SCORE_THRESH_TEST``
+                for all of them. detectron2 then runs at the lowest of them and the others are
+                applied to its result, so a class's detections are those detectron2 finds at
+                the lowest threshold, but for one thing: ``TEST.DETECTIONS_PER_IMAGE`` caps
+                them all together, and where it is reached a detection kept by the lowest
+                threshold only can take the place of one above its own.
 
         Raises:
             CheckpointError: the weights are missing or do not fit.
+            ScoreThresholdsError: ``score_thresholds`` do not fit the YAML's classes.
         """
         self.cfg = load_config(config_path, device)
         self.class_names: list[str] = list(self.cfg.CLASS_NAMES)
+        self.score_thresholds: dict[str, float] | None = None
+        # Per class index, as the model's scores are (float32); None without thresholds.
+        self._class_thresholds: torch.Tensor | None = None
+        if score_thresholds is not None:
+            self.score_thresholds = check_score_thresholds(
+                score_thresholds, self.class_names, f"score thresholds for {config_path}"
+            )
+            self._class_thresholds = torch.tensor(
+                list(self.score_thresholds.values()), dtype=torch.float32
+            )
+            lowest = np.float32(self._class_thresholds.min().item())
+            self.cfg.defrost()
+            # detectron2 keeps scores strictly above its threshold; the float32 just below the
+            # lowest keeps every score at or above it, as the per-class test does.
+            self.cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(
+                np.nextafter(lowest, np.float32(-1.0))
+            )
+            self.cfg.freeze()
         self.device = torch.device(device)
         self.model = build_model(self.cfg).eval()
         extras = load_weights(self.model, weights_path)
@@ -315,7 +429,17 @@ class Detector:
         with torch.inference_mode():
             if self.has_masks:
                 return self._forward_with_masks(inputs)
-            return [self._to_numpy(output["instances"]) for output in self.model(inputs)]
+            return [
+                self._to_numpy(self._above_thresholds(output["instances"]))
+                for output in self.model(inputs)
+            ]
+
+    def _above_thresholds(self, instances: Instances) -> Instances:
+        """The instances scored at least their class's threshold (all without thresholds)."""
+        if self._class_thresholds is None:
+            return instances
+        limits = self._class_thresholds.to(instances.scores.device)[instances.pred_classes]
+        return instances[instances.scores >= limits]
 
     def _forward_with_masks(self, inputs: list[dict[str, Any]]) -> list[Detections]:
         """detectron2's forward and postprocessing, with masks pasted only into their boxes.
@@ -328,6 +452,8 @@ class Detector:
         raw = self.model.inference(inputs, do_postprocess=False)
         detections = []
         for instances, item in zip(raw, inputs, strict=True):
+            # Before the masks are pasted: a dropped instance costs no paste.
+            instances = self._above_thresholds(instances)
             if instances.has("pred_keypoint_heatmaps"):
                 # The logit maps behind pred_keypoints: not served, so not scaled nor copied.
                 instances.remove("pred_keypoint_heatmaps")

@@ -17,12 +17,14 @@ from pipelines.detector import (
     UNTRAINED_KEY,
     CheckpointError,
     Detector,
+    ScoreThresholdsError,
     fold_frozen_batch_norms,
     load_config,
     load_weights,
     mask_rect,
 )
 from pipelines.preprocess import Resize
+from pipelines.tensors import Detections
 from pipelines.untrained import make_untrained_checkpoint
 from server.launch import REPO_ROOT
 from tests.support import reference_preprocess
@@ -362,3 +364,100 @@ def test_crop_masks_round_trips_through_paste_masks() -> None:
 def test_paste_masks_checks_the_byte_count() -> None:
     with pytest.raises(ValueError, match="MASKS has 5 bytes, MASK_RECTS describe 6"):
         paste_masks(np.array([[0, 0, 2, 3]], np.int32), np.zeros(5, np.uint8), 4, 4)
+
+
+# --- per-class score thresholds (config.pbtxt's score_thresholds) -----------------------------
+
+
+def _rows(found: Detections) -> list[tuple]:
+    """Each detection as one comparable row: box, score, class, mask rect and mask bytes."""
+    sizes = [int(w) * int(h) for _, _, w, h in found.mask_rects]
+    crops = np.split(found.masks, np.cumsum(sizes)[:-1]) if sizes else []
+    return [
+        (tuple(box), float(score), int(cls), tuple(rect), crop.tobytes())
+        for box, score, cls, rect, crop in zip(
+            found.boxes.tolist(),
+            found.scores,
+            found.classes,
+            found.mask_rects.tolist(),
+            crops,
+            strict=True,
+        )
+    ]
+
+
+@pytest.fixture(scope="module")
+def demo_pointer_input(scenes: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray]:
+    cfg = load_config(DEMO["pointer"][0])
+    resize = Resize(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT)
+    return reference_preprocess(scenes["gauges"], resize)
+
+
+@pytest.fixture(scope="module")
+def demo_pointer_found(demo_pointer_input: tuple[np.ndarray, np.ndarray]) -> Detections:
+    """What the demo pointer model answers at its YAML's own threshold."""
+    yaml_path, _ = DEMO["pointer"]
+    [found] = Detector(yaml_path, REPOSITORY / "pointer" / "weights" / "demo.pth")(
+        [demo_pointer_input]
+    )
+    return found
+
+
+def test_thresholds_equal_to_the_yamls_answer_the_same(
+    demo_pointer_input: tuple[np.ndarray, np.ndarray], demo_pointer_found: Detections
+) -> None:
+    yaml_path, names = DEMO["pointer"]
+    shipped = load_config(yaml_path).MODEL.ROI_HEADS.SCORE_THRESH_TEST
+    detector = Detector(
+        yaml_path,
+        REPOSITORY / "pointer" / "weights" / "demo.pth",
+        score_thresholds=dict.fromkeys(names, shipped),
+    )
+    [found] = detector([demo_pointer_input])
+    assert set(demo_pointer_found.classes.tolist()) == {0, 1}, "the gauges' needles and dials"
+    for name, array in demo_pointer_found.outputs().items():
+        np.testing.assert_array_equal(found.outputs()[name], array, err_msg=name)
+
+
+def test_each_class_is_cut_at_its_own_threshold(
+    demo_pointer_input: tuple[np.ndarray, np.ndarray], demo_pointer_found: Detections
+) -> None:
+    """Needles answered from score 0, dials from the YAML's threshold: detectron2 runs at the
+    lower threshold and each class is cut at its own."""
+    yaml_path, names = DEMO["pointer"]
+    weights = REPOSITORY / "pointer" / "weights" / "demo.pth"
+    shipped = load_config(yaml_path).MODEL.ROI_HEADS.SCORE_THRESH_TEST
+    pointer, dial = names.index("pointer"), names.index("dial")
+    at_zero = Detector(yaml_path, weights, score_thresholds=dict.fromkeys(names, 0.0))
+    everything = _rows(at_zero([demo_pointer_input])[0])
+    assert any(row[2] == dial and row[1] < shipped for row in everything), (
+        "no dial below the YAML's threshold to cut on this photo"
+    )
+    assert any(row[2] == pointer and row[1] < shipped for row in everything), (
+        "no needle below the YAML's threshold to keep on this photo"
+    )
+    detector = Detector(yaml_path, weights, score_thresholds={"pointer": 0.0, "dial": shipped})
+    rows = _rows(detector([demo_pointer_input])[0])
+    reference = _rows(demo_pointer_found)
+    # Dials as the YAML alone answers them; needles as at 0, among them the YAML's own.
+    assert [row for row in rows if row[2] == dial] == [row for row in reference if row[2] == dial]
+    needles = [row for row in rows if row[2] == pointer]
+    assert needles == [row for row in everything if row[2] == pointer]
+    assert [row for row in needles if row[1] > shipped] == [
+        row for row in reference if row[2] == pointer
+    ]
+
+
+def test_thresholds_that_do_not_fit_the_classes_fail_before_the_weights(tmp_path: Path) -> None:
+    yaml_path, _ = DEMO["pointer"]
+    missing_weights = tmp_path / "absent.pth"
+    with pytest.raises(ScoreThresholdsError, match=r"no threshold for class\(es\) \['dial'\]"):
+        Detector(yaml_path, missing_weights, score_thresholds={"pointer": 0.5})
+    with pytest.raises(ScoreThresholdsError, match=r"unknown class\(es\) \['needle'\]"):
+        Detector(
+            yaml_path,
+            missing_weights,
+            score_thresholds={"pointer": 0.5, "dial": 0.5, "needle": 0.5},
+        )
+    with pytest.raises(ScoreThresholdsError, match=r"'dial' must be a number in \[0, 1\]"):
+        Detector(yaml_path, missing_weights, score_thresholds={"pointer": 0.5, "dial": 1.5})
