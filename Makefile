@@ -21,6 +21,10 @@ READY := $(VENV)/.ready
 DETECTRON2 := sal-detectron2==0.7.2
 # Declares opencv-python (which wants numpy 2); cv2 comes from opencv-python-headless instead.
 CENTERNET2 := centernet2==1.0.post20221121
+# PP-OCRv4's models inside the wheel (repository/ocr). Declares opencv-python too (two cv2
+# distributions in one venv break each other), and six and tqdm, which it never imports; what it
+# does import is pinned in requirements.txt.
+RAPIDOCR := rapidocr_onnxruntime==1.4.4
 
 # The demo detectors train here from scratch on synthetic data (`make train`); their exported
 # weights, repository/*/weights/demo.pth, are committed. `make train` trains the two one after
@@ -55,7 +59,7 @@ $(READY): requirements.txt pyproject.toml
 	$(PY) -m pip install --progress-bar off --no-deps --only-binary=:all: --python-version 3.10 \
 		--upgrade --target "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
 		$(DETECTRON2)
-	$(PY) -m pip install --progress-bar off --no-deps $(CENTERNET2)
+	$(PY) -m pip install --progress-bar off --no-deps $(CENTERNET2) $(RAPIDOCR)
 	$(PY) -m pip install --progress-bar off --no-deps --no-build-isolation \
 		--config-settings editable_mode=compat -e .
 	@touch $@
@@ -114,7 +118,7 @@ deploy-check: $(READY) $(KUSTOMIZE) ## Only the Dockerfile, Kubernetes and dashb
 
 wheelhouse: $(READY) ## Every wheel make venv installs, in parts, for a host with no index (WHEELHOUSE_ARGS=--help).
 	$(PY) deploy/wheelhouse.py --requirements requirements.txt \
-		--no-deps $(DETECTRON2) --no-deps $(CENTERNET2) $(WHEELHOUSE_ARGS)
+		--no-deps $(DETECTRON2) --no-deps $(CENTERNET2) --no-deps $(RAPIDOCR) $(WHEELHOUSE_ARGS)
 
 $(KUSTOMIZE): deploy/tools/package.json deploy/tools/package-lock.json
 	@mkdir -p $(DEPLOY_TOOLS)
