@@ -15,7 +15,12 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from pipelines.detector import Detector, load_config
+from pipelines.detector import (
+    Detector,
+    ScoreThresholdsError,
+    load_config,
+    load_score_thresholds,
+)
 from pipelines.errors import is_out_of_memory
 from pipelines.tensors import (
     IMAGE,
@@ -159,8 +164,10 @@ class DetectorModel:
     turns masks on, plus ``KEYPOINTS`` when it has a keypoint head (the load fails, naming
     ``config.pbtxt`` and the YAML, when one declares keypoints the other lacks).
     ``config.pbtxt``'s parameters: ``detectron2_config`` and ``weights`` (paths relative to the
-    model's folder, or absolute), and ``cpu_forward_batch_size``/``gpu_forward_batch_size``
-    (images per detectron2 forward).
+    model's folder, or absolute), ``cpu_forward_batch_size``/``gpu_forward_batch_size``
+    (images per detectron2 forward), and optionally ``score_thresholds`` (a path like the
+    others): a YAML file of one score threshold per class, served instead of the YAML's
+    ``SCORE_THRESH_TEST`` (:func:`pipelines.detector.load_score_thresholds`).
     """
 
     def initialize(self, args: dict[str, Any]) -> None:
@@ -181,10 +188,19 @@ class DetectorModel:
         )
         if problem:
             raise ValueError(f"{self.model_name}: {problem}")
+        thresholds = None
+        if "score_thresholds" in params:
+            try:
+                thresholds = load_score_thresholds(
+                    model_dir / params["score_thresholds"], list(cfg.CLASS_NAMES)
+                )
+            except ScoreThresholdsError as error:
+                raise ValueError(f"{self.model_name}: {error}") from error
         self.detector = Detector(
             config_path=yaml_path,
             weights_path=model_dir / params["weights"],
             device=device,
+            score_thresholds=thresholds,
         )
         self.forward_batch_size = max(1, int(params[batch_key]))
         threads = ""
@@ -196,9 +212,14 @@ class DetectorModel:
             model_config,
             detector_contract(self.detector.has_masks, len(self.detector.keypoint_names)),
         )
+        scores = (
+            f"score thresholds {thresholds} ({params['score_thresholds']})"
+            if thresholds is not None
+            else f"score threshold {cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST} (the YAML's)"
+        )
         pb_utils.Logger.log_info(
             f"{self.model_name}: {params['detectron2_config']} on {device}, weights "
-            f"{model_dir / params['weights']}, classes {self.detector.class_names}, "
+            f"{model_dir / params['weights']}, classes {self.detector.class_names}, {scores}, "
             f"{self.forward_batch_size} image(s) per forward{threads}"
         )
         if self.detector.untrained:
