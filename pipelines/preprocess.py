@@ -15,13 +15,17 @@ resize and DALI's CPU resize (``docs/performance.md``).
 
 Detectors differ in input size and channel order, so one decode can feed several resizes:
 each named image output has its own :class:`Resize`, and a run computes only the outputs it
-is asked for.
+is asked for. Each detector's YAML is the one source of its input size: an output's parameter
+``detector=pointer`` takes ``INPUT.MIN_SIZE_TEST``, ``INPUT.MAX_SIZE_TEST`` and ``INPUT.FORMAT``
+from the YAML that the ``pointer`` model's ``detectron2_config`` names, and values written out
+beside it must equal the YAML's (:meth:`PreprocessConfig.from_parameters`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +34,7 @@ from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali import math as dmath
 from nvidia.dali.pipeline import Pipeline
 
+from bls.repository import model_tensors
 from pipelines.errors import is_out_of_memory
 from pipelines.jpeg import DecodeError, check_jpeg
 
@@ -41,6 +46,8 @@ __all__ = [
     "Preprocessor",
     "Resize",
     "decode_and_resize",
+    "detector_resize",
+    "parse_image_parameter",
     "resize_like_pil",
 ]
 
@@ -95,6 +102,83 @@ class Resize:
                 f"got {self.channel_order!r}"
             )
 
+    def parameter(self) -> str:
+        """The resize as a config parameter writes it, which :meth:`parse` reads back."""
+        return (
+            f"shortest_edge={self.shortest_edge} max_size={self.max_size} "
+            f"channel_order={self.channel_order}"
+        )
+
+
+# The key of an image output's parameter that names the detector it is resized for.
+_DETECTOR_KEY = "detector"
+
+
+def parse_image_parameter(text: str) -> tuple[str | None, Resize | None]:
+    """Reads an image output's parameter: ``detector=NAME`` (the resize is that detector's
+    YAML's), the resize written out (``shortest_edge=320 max_size=576 channel_order=BGR``), or
+    both (the written resize must be the YAML's).
+
+    Returns:
+        ``(detector, written resize)``, either of them ``None`` where not given.
+
+    Raises:
+        ValueError: neither is given, a key is unknown or missing, or a value is not valid.
+    """
+    fields = dict(item.partition("=")[::2] for item in text.split())
+    detector = fields.pop(_DETECTOR_KEY, None)
+    if detector is not None and not detector:
+        raise ValueError(f"{_DETECTOR_KEY}= names no detector in {text!r}")
+    if detector is not None and not fields:
+        return detector, None
+    try:
+        return detector, Resize.parse(" ".join(f"{k}={v}" for k, v in fields.items()))
+    except ValueError as error:
+        raise ValueError(
+            f"expected 'detector=NAME' (that detector's YAML gives the resize), "
+            f"'shortest_edge=N max_size=N channel_order=BGR|RGB', or both; got {text!r} "
+            f"({error})"
+        ) from error
+
+
+def detector_resize(repository: Path, detector: str) -> tuple[Path, Resize]:
+    """The resize a detector's YAML asks for: ``INPUT.MIN_SIZE_TEST``, ``INPUT.MAX_SIZE_TEST``
+    and ``INPUT.FORMAT`` of the YAML its ``config.pbtxt`` names as ``detectron2_config``.
+
+    Returns:
+        ``(the YAML's path, its resize)``.
+
+    Raises:
+        ValueError: the detector has no config in ``repository`` or names no YAML, the YAML is
+            missing, or its input size is not one this preprocessing makes; the message names
+            the file.
+    """
+    try:
+        parameters = model_tensors(repository, detector).parameters
+    except FileNotFoundError as error:
+        raise ValueError(f"{_DETECTOR_KEY}={detector}: {error}") from error
+    if "detectron2_config" not in parameters:
+        raise ValueError(
+            f"{_DETECTOR_KEY}={detector}: {repository / detector / 'config.pbtxt'} has no "
+            "detectron2_config parameter: it is not a detector"
+        )
+    yaml_path = repository / detector / parameters["detectron2_config"]
+    # detectron2 is imported only where a detector is named: it is heavy, and the YAML must be
+    # read as the detector reads it (its _BASE_, detectron2's defaults).
+    from pipelines.detector import read_yaml_config
+
+    try:
+        cfg = read_yaml_config(yaml_path)
+        return yaml_path, Resize(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.FORMAT)
+    except FileNotFoundError as error:
+        raise ValueError(
+            f"{repository / detector / 'config.pbtxt'}: detectron2_config: {error}"
+        ) from error
+    except ValueError as error:
+        raise ValueError(
+            f"{yaml_path}: INPUT.MIN_SIZE_TEST, MAX_SIZE_TEST or FORMAT: {error}"
+        ) from error
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -113,21 +197,35 @@ class PreprocessConfig:
 
     @classmethod
     def from_parameters(
-        cls, parameters: Mapping[str, str], image_outputs: Sequence[str]
+        cls,
+        parameters: Mapping[str, str],
+        image_outputs: Sequence[str],
+        model_dir: Path | None = None,
     ) -> PreprocessConfig:
         """Builds the config from a model's ``config.pbtxt`` parameters (string values).
+
+        Each image output's parameter (:func:`parse_image_parameter`) is ``detector=NAME``, the
+        resize written out, or both. With ``model_dir`` a named detector's YAML gives the resize
+        (:func:`detector_resize`), and a resize written beside it must be the same; without it
+        (a caller with no repository at hand) a written resize is taken as it is.
 
         Args:
             parameters: the model's parameters; each image output's resize is the parameter
                 named after it.
             image_outputs: the names of the image outputs, in output order.
+            model_dir: the preprocessing model's folder in its repository, whose neighbours are
+                the detectors.
 
         Raises:
             KeyError: a parameter is missing.
-            ValueError: a value is not valid.
+            ValueError: a value is not valid, a named detector's YAML cannot be read, or a
+                written resize is not its YAML's (naming both files and both resizes).
         """
+        images = tuple(
+            (name, _image_resize(name, parameters[name], model_dir)) for name in image_outputs
+        )
         return cls(
-            images=tuple((name, Resize.parse(parameters[name])) for name in image_outputs),
+            images=images,
             max_bytes=int(parameters["max_bytes"]),
             max_pixels=int(parameters["max_pixels"]),
         )
@@ -148,6 +246,38 @@ class PreprocessConfig:
                 f"max_bytes and max_pixels must be positive, got {self.max_bytes}, "
                 f"{self.max_pixels}"
             )
+
+
+def _image_resize(output: str, text: str, model_dir: Path | None) -> Resize:
+    """The resize of one image output from its parameter (see
+    :meth:`PreprocessConfig.from_parameters`)."""
+    where = f"{output}: " if model_dir is None else f"{model_dir / 'config.pbtxt'}: {output}: "
+    try:
+        detector, written = parse_image_parameter(text)
+    except ValueError as error:
+        raise ValueError(f"{where}{error}") from error
+    if detector is None:
+        return written
+    if model_dir is None:
+        if written is None:
+            raise ValueError(
+                f"{where}'{_DETECTOR_KEY}={detector}' takes the resize from the detector's "
+                "YAML, and no model repository was given to find it in"
+            )
+        return written
+    try:
+        yaml_path, wanted = detector_resize(model_dir.parent, detector)
+    except ValueError as error:
+        raise ValueError(f"{where}{error}") from error
+    if written is not None and written != wanted:
+        raise ValueError(
+            f"{where}resized to '{written.parameter()}', but {yaml_path} ({detector}'s "
+            f"detectron2_config) has INPUT.MIN_SIZE_TEST {wanted.shortest_edge}, "
+            f"INPUT.MAX_SIZE_TEST {wanted.max_size}, INPUT.FORMAT {wanted.channel_order}: "
+            f"write '{_DETECTOR_KEY}={detector}' alone to take the YAML's, or "
+            f"'{_DETECTOR_KEY}={detector} {wanted.parameter()}'"
+        )
+    return wanted
 
 
 def resize_like_pil(image: np.ndarray, resize: Resize) -> np.ndarray:

@@ -2,10 +2,12 @@
 
 The DALI pipeline lives in ``pipelines.preprocess``; this file only adapts it to Triton. Each
 JPEG is decoded once and resized once per image output the request asks for (an ensemble asks
-for its detector's; a client that names no outputs gets them all).
+for its detector's; a client that names no outputs gets them all). At load it reads the YAML of
+each image output's detector through the repository folder, as ``inspect`` does.
 """
 
 import json
+from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
@@ -30,8 +32,12 @@ class TritonPythonModel:
         ]
         check_config("preprocess", model_config, preprocess_contract(self.image_outputs))
         device_id = instance_gpu(args)
+        # Each image's resize is its detector's YAML's, read (or checked) here: the model
+        # fails its load, naming both files, rather than feed a detector the wrong size.
         config = PreprocessConfig.from_parameters(
-            model_parameters(model_config), self.image_outputs
+            model_parameters(model_config),
+            self.image_outputs,
+            model_dir=Path(args["model_repository"]),
         )
         self.preprocessor = Preprocessor(
             JPEG,
