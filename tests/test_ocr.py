@@ -7,17 +7,26 @@ import math
 import sys
 from pathlib import Path
 
+import cv2
 import matplotlib
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from bls.meters.printed import numerals_on_face, parse_numerals
+from bench.accuracy import foreign
+from bls.meters import Calibration, MaskedInstance, read_meters
+from bls.meters.printed import (
+    faces_to_read,
+    numerals_on_face,
+    parse_numerals,
+    printed_answers,
+)
 from pipelines.ocr import OcrEngine, OcrUnavailableError, read_faces
 
 START, SWEEP = 225.0, 270.0
 CENTER, RADIUS = (260.0, 230.0), 180.0
 VALUES = [0, 20, 40, 60, 80, 100]
+CLASSES = ["pointer", "dial"]
 
 
 def drawn_dial() -> np.ndarray:
@@ -87,3 +96,52 @@ def test_a_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)
     with pytest.raises(OcrUnavailableError, match="rapidocr_onnxruntime is not installed"):
         OcrEngine()
+
+
+def instances_of(scene) -> list[MaskedInstance]:
+    """The scene's needles and dials as the pointer model would give them, with exact masks and
+    the dials' true keypoints."""
+    height, width = scene.image.shape[:2]
+    instances = []
+    for annotation in scene.annotations:
+        mask = np.zeros((height, width), dtype=np.uint8)
+        for polygon in annotation.polygons:
+            points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2) - 0.5
+            cv2.fillPoly(mask, [np.round(points * 16).astype(np.int32)], 1, shift=4)
+        keypoints = None
+        if annotation.keypoints is not None:
+            keypoints = np.asarray(annotation.keypoints, dtype=np.float32).reshape(-1, 3).copy()
+            keypoints[:, 2] = 1.0
+        x, y, w, h = annotation.bbox
+        instances.append(
+            MaskedInstance(
+                class_id=CLASSES.index(annotation.category),
+                score=1.0,
+                box=(x, y, x + w, y + h),
+                mask=mask,
+                keypoints=keypoints,
+            )
+        )
+    return instances
+
+
+def test_an_uncalibrated_meter_gets_the_value_its_numerals_print(engine: OcrEngine) -> None:
+    # A 45 .. 55 Hz meter drawn by the held-out renderer, read with no calibration at all.
+    scene = foreign.render_scene("gauges", foreign.DEFAULT_SEED, 8)
+    truth = scene.truth["gauges"][0]
+    assert truth["meter_type"] == "frequency"
+    instances = instances_of(scene)
+    readings = read_meters(instances, CLASSES, {})
+    wanted = faces_to_read(instances, readings, CLASSES, {})
+    assert [readings[k].dial for k, _ in wanted] == [
+        i for i, a in enumerate(scene.annotations) if a.category == "dial"
+    ]
+    faces = read_faces(engine, scene.image, [h for _, h in wanted])
+    answers = printed_answers(readings, wanted, faces)
+    answer = answers[wanted[0][0]]
+    assert answer["range"]["status"] == "ok", answer["range"]
+    assert answer["value"] == pytest.approx(truth["value"], abs=0.02 * 10)
+    assert answer["unit"] == "Hz"
+    # A calibrated class is not read again.
+    calibrated = {"dial": Calibration(min_value=45, max_value=55, unit="Hz")}
+    assert faces_to_read(instances, readings, CLASSES, calibrated) == []

@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,7 +44,7 @@ from bls.meters.geometry import (
     outline_points,
     perspective_face,
 )
-from bls.meters.records import MaskedInstance, Reading
+from bls.meters.records import STATUS_OK, MaskedInstance, Reading
 from pipelines.ocr import TextLine
 
 __all__ = [
@@ -53,10 +53,12 @@ __all__ = [
     "Numeral",
     "PrintedScale",
     "calibration_disagreement",
+    "faces_to_read",
     "fit_printed_scale",
     "numerals_on_face",
     "parse_numerals",
     "printed_answer",
+    "printed_answers",
     "reading_face",
 ]
 
@@ -112,7 +114,8 @@ class FitRules:
         beyond: how far outside the scale's sweep a numeral may sit (the end numerals sit a
             little past the end ticks on some faces).
         max_extrapolation: how far beyond the outer numerals of a ``monotone`` fit the needle
-            may lie (a curve is not known beyond them).
+            may lie, and not beyond half the gap between the last two (a curve is not known
+            beyond them).
         max_slope_ratio: how much the value's slope may change from one step between numerals
             to the next on a ``monotone`` scale (a misread numeral makes a kink).
         max_knot_gap: the widest gap between two numerals of a ``monotone`` fit that a needle
@@ -124,7 +127,7 @@ class FitRules:
     ring_width: float = 0.1
     min_numerals: int = 3
     beyond: float = 0.12
-    max_extrapolation: float = 0.1
+    max_extrapolation: float = 0.05
     max_slope_ratio: float = 5.0
     max_knot_gap: float = 0.25
     min_score: float = 0.3
@@ -218,8 +221,9 @@ class PrintedScale:
         """The value a needle at ``fraction`` of the sweep shows, or why there is none.
 
         A line holds across the scale. A curve is known only between its numerals: the needle
-        may lie at most :attr:`FitRules.max_extrapolation` beyond them, and not between two
-        more than :attr:`FitRules.max_knot_gap` apart.
+        may lie at most :attr:`FitRules.max_extrapolation` (and half the last gap between
+        numerals) beyond them, and not between two more than :attr:`FitRules.max_knot_gap`
+        apart.
 
         Returns:
             ``(value, None)``, or ``(None, reason)``.
@@ -228,9 +232,14 @@ class PrintedScale:
             return None, self.reason
         if self.model == "monotone":
             beyond = self.beyond_knots(fraction)
-            if beyond > rules.max_extrapolation:
-                return None, f"the needle lies {beyond:.2f} of the sweep beyond the numerals read"
             fractions = [f for f, _ in self.knots]
+            end_gap = (
+                fractions[1] - fractions[0]
+                if fraction < fractions[0]
+                else fractions[-1] - fractions[-2]
+            )
+            if beyond > min(rules.max_extrapolation, end_gap / 2):
+                return None, f"the needle lies {beyond:.2f} of the sweep beyond the numerals read"
             k = int(np.searchsorted(fractions, fraction))
             if 0 < k < len(fractions) and fractions[k] - fractions[k - 1] > rules.max_knot_gap:
                 return None, (
@@ -688,3 +697,65 @@ def printed_answer(
             answer["unit"] = printed.unit
     answer["range"] = range_json
     return answer
+
+
+def faces_to_read(
+    instances: Sequence[MaskedInstance],
+    readings: Sequence[Reading],
+    class_names: Sequence[str],
+    calibrations: Mapping[str, Calibration],
+) -> list[tuple[int, np.ndarray]]:
+    """The readings whose value only a printed range can give, and the faces to read it on.
+
+    Those are the ``ok`` readings with a fraction (a scale was found and the needle is on it)
+    of a dial class without a calibrated range.
+
+    Args:
+        instances: the meter detector's instances, as read (``bls.meters.read_meters``).
+        readings: their readings, in order.
+        class_names: the detector's ``CLASS_NAMES``.
+        calibrations: per dial class its calibration.
+
+    Returns:
+        ``(index into readings, float [3, 3] photo-to-face homography)`` per such reading.
+    """
+    wanted = []
+    for k, reading in enumerate(readings):
+        instance = instances[reading.dial]
+        name = class_names[instance.class_id] if 0 <= instance.class_id < len(class_names) else ""
+        calibration = calibrations.get(name)
+        if reading.status != STATUS_OK or reading.fraction is None or reading.scale is None:
+            continue
+        if calibration is not None and calibration.has_range:
+            continue
+        face = reading_face(instance, reading)
+        if face is not None:
+            wanted.append((k, face.homography))
+    return wanted
+
+
+def printed_answers(
+    readings: Sequence[Reading],
+    wanted: Sequence[tuple[int, np.ndarray]],
+    faces: Sequence[Sequence[TextLine]],
+    rules: FitRules = DEFAULT_RULES,
+) -> list[dict[str, Any]]:
+    """Every reading's answer, those of :func:`faces_to_read` with their printed range.
+
+    Args:
+        readings: all readings, in order.
+        wanted: :func:`faces_to_read`'s answer.
+        faces: the text read on each of those faces, in the same order (``pipelines.ocr``).
+        rules: what the fit accepts.
+
+    Raises:
+        ValueError: ``faces`` does not hold one entry per wanted reading.
+    """
+    if len(faces) != len(wanted):
+        raise ValueError(f"text for {len(faces)} faces, {len(wanted)} were asked for")
+    answers = [r.to_json() for r in readings]
+    for (k, _), lines in zip(wanted, faces, strict=True):
+        scale = readings[k].scale
+        printed = numerals_on_face(lines, scale.start_deg, scale.end_deg, rules)
+        answers[k] = printed_answer(readings[k], printed, rules)
+    return answers

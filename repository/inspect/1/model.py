@@ -11,6 +11,11 @@ At load it reads its neighbours' config.pbtxt, YAML and meters.yaml through the 
 folder, which must therefore be a local or mounted one (README, "Known limitations"). A detector
 whose config.pbtxt declares KEYPOINTS is asked for them: the meter detector's go to the reading,
 and the answer names each dial's keypoints as its YAML's KEYPOINT_NAMES do.
+
+Dials whose class has no calibrated range get the value their printed numerals give: the
+``ocr`` model reads their rectified faces (one call per photo, only where such a dial was read)
+and ``bls.meters.printed`` fits the range (parameter ``printed_ranges``). Where that model is
+absent or fails, the log says so once and readings fall back to calibration only.
 """
 
 import asyncio
@@ -21,9 +26,11 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from bls.merge import KeypointLayout, merge_answer
+from bls.meters.printed import faces_to_read, printed_answers
 from bls.reading import KEYPOINT_NAMES, instances_from_arrays, load_calibrations, read_meters
 from bls.repository import class_names, keypoint_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
+from pipelines.ocr import FACES, TEXT, lines_from_json
 from pipelines.tensors import (
     DETECTIONS,
     IMAGE,
@@ -94,6 +101,13 @@ class TritonPythonModel:
             meter_classes,
             needle_class=self.needle_class,
         )
+        # Printed ranges: the OCR model reads the numerals of dials without a calibrated range.
+        self.ocr_model = params.get("ocr_model", "ocr")
+        self.printed_ranges = (
+            yes_or_no(params, "printed_ranges") if "printed_ranges" in params else False
+        )
+        if self.printed_ranges and not (repository / self.ocr_model / "config.pbtxt").is_file():
+            self._printed_ranges_off(f"the repository has no model {self.ocr_model!r}")
         on_gpu = args["model_instance_kind"] == "GPU"
         self.concurrent_detectors = yes_or_no(
             params, "gpu_concurrent_detectors" if on_gpu else "cpu_concurrent_detectors"
@@ -167,8 +181,9 @@ class TritonPythonModel:
             outcomes = [await self._detect(request, name, images[name], size) for name in detectors]
         results = dict(zip(detectors, outcomes, strict=True))
         height, width = (int(v) for v in size.as_numpy().reshape(-1))
+        readings = await self._readings(request, jpeg, results)
         document, masks = merge_answer(
-            height, width, results, self.class_names, self._readings(results), self.keypoints
+            height, width, results, self.class_names, readings, self.keypoints
         )
         return pb_utils.InferenceResponse(
             output_tensors=[
@@ -177,8 +192,9 @@ class TritonPythonModel:
             ]
         )
 
-    def _readings(self, results):
-        """The meter readings when the meter detector ran (none if it failed), else None."""
+    async def _readings(self, request, jpeg, results):
+        """The meter readings when the meter detector ran (none if it failed), else None; with
+        printed ranges where asked for."""
         if self.meter_detector not in results:
             return None
         result = results[self.meter_detector]
@@ -201,7 +217,38 @@ class TritonPythonModel:
             keypoint_names=KEYPOINT_NAMES if layout is None else layout.names,
             needle_class=self.needle_class,
         )
-        return [r.to_json() for r in readings]
+        wanted = []
+        if self.printed_ranges:
+            names = self.class_names[self.meter_detector]
+            wanted = faces_to_read(instances, readings, names, self.calibrations)
+        faces = await self._read_faces(request, jpeg, [h for _, h in wanted]) if wanted else None
+        if faces is None:
+            return [r.to_json() for r in readings]
+        return printed_answers(readings, wanted, faces)
+
+    async def _read_faces(self, request, jpeg, homographies):
+        """The text on each face (``ocr`` model), or ``None`` when it cannot be read: then printed
+        ranges are turned off, and the log says so once."""
+        response = await pb_utils.InferenceRequest(
+            model_name=self.ocr_model,
+            requested_output_names=[TEXT],
+            inputs=[
+                jpeg,
+                pb_utils.Tensor(FACES, np.asarray(homographies, dtype=np.float32)[np.newaxis]),
+            ],
+            trace=request.trace(),
+        ).async_exec()
+        if response.has_error():
+            self._printed_ranges_off(f"{self.ocr_model}: {response.error().message()}")
+            return None
+        text = pb_utils.get_output_tensor_by_name(response, TEXT).as_numpy().reshape(-1)[0]
+        return lines_from_json(text.decode("utf-8"))
+
+    def _printed_ranges_off(self, why):
+        self.printed_ranges = False
+        pb_utils.Logger.log_warn(
+            f"inspect: printed ranges off ({why}); readings fall back to calibration only"
+        )
 
     async def _detect(self, request, detector, image, size):
         """One detector's result, or its error message: a failure stays in its own slot."""
