@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from training.train import DatasetError, Trainer, build_config, check_dataset
 
 POINTER_YAML = REPO_ROOT / "repository" / "pointer" / "mask_rcnn_R18_FPN_demo.yaml"
 INSULATOR_YAML = REPO_ROOT / "repository" / "insulator" / "centernet2_R18_FPN_demo.yaml"
+# detectron2's progress line (CommonMetricPrinter): "eta: 0:01:02  iter: 19  total_loss: ..."
+PROGRESS = re.compile(r"\biter: (\d+)\b")
 # A few iterations on small images: the whole loop, in seconds.
 SMOKE = [
     "SOLVER.CHECKPOINT_PERIOD", "2",
@@ -229,11 +231,15 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_goes_on(gauge_set: Path, tmp_path:
     )
     lines = []
     assert process.stdout is not None
+    # Interrupted once detectron2 reports an iteration (its progress line, every 20): the
+    # checkpoint must be at least that far, whatever the machine's speed.
+    reported = None
     for line in process.stdout:
         lines.append(line)
-        if "Starting training from iteration 0" in line:
+        if match := PROGRESS.search(line):
+            reported = int(match.group(1))
             break
-    time.sleep(8)  # a few iterations
+    assert reported is not None, "no progress line: " + "".join(lines[-30:])
     process.send_signal(signal.SIGINT)
     lines.extend(process.stdout)
     assert process.wait(timeout=120) == 130, "".join(lines[-30:])
@@ -241,7 +247,17 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_goes_on(gauge_set: Path, tmp_path:
     assert "Interrupted: saved model_" in log
     saved = (output / "last_checkpoint").read_text().strip()
     iteration = int(saved.removeprefix("model_").removesuffix(".pth"))
-    assert iteration >= 0
+    # The run was at the reported iteration or later; the one running when interrupted counts
+    # as unfinished (training.train), even in its hooks, where the report is printed.
+    assert reported - 1 <= iteration < 1000, f"saved {saved} after iteration {reported} reported"
+    # As in every checkpoint detectron2 saves after an iteration: the LR scheduler has stepped
+    # once per iteration done, iterations 0 to `iteration`, and resuming goes on from there.
+    state = torch.load(output / saved, weights_only=False)
+    steps = state["trainer"]["hooks"]["LRScheduler"]["last_epoch"]
+    assert steps == iteration + 1, (
+        f"{saved}: the LR scheduler took {steps} steps in iterations 0-{iteration}; a resume "
+        "would repeat an iteration with its schedule ahead, and overrun it at the end"
+    )
 
     resumed = subprocess.run(
         [*command, "--resume", *SMOKE, "SOLVER.MAX_ITER", str(iteration + 3)],
