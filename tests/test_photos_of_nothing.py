@@ -1,6 +1,6 @@
 """The served demo detectors, in process, find nothing on photos of nothing (tests/data/nothing).
 
-Each detector runs with the config, weights and score threshold it is served with, on the photo
+Each detector runs with the config, weights and score thresholds it is served with, on the photo
 preprocessed as detectron2 does (the server's DALI preprocessing is within 2 levels of it,
 tests/test_server_preprocess.py). Kinds on which a model still finds something are expected to
 fail (``FOUND_IN_NOTHING``), strictly: a retrained model that no longer does turns them red
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from bls.repository import model_tensors
-from pipelines.detector import Detector
+from pipelines.detector import Detector, load_config, load_score_thresholds
 from tests.support import (
     FOUND_IN_NOTHING,
     NOTHING_KINDS,
@@ -27,13 +27,20 @@ MODELS = ("pointer", "insulator")
 
 @pytest.fixture(scope="module")
 def detectors() -> dict[str, Detector]:
-    """Each demo detector as the repository serves it."""
+    """Each demo detector as the repository serves it, with its per-class score thresholds
+    where config.pbtxt names them (as server/python_models.py loads them)."""
     served = {}
     for model in MODELS:
         parameters = model_tensors(REPOSITORY, model).parameters
+        config = REPOSITORY / model / parameters["detectron2_config"]
+        thresholds = None
+        if "score_thresholds" in parameters:
+            thresholds = load_score_thresholds(
+                REPOSITORY / model / parameters["score_thresholds"],
+                list(load_config(config).CLASS_NAMES),
+            )
         served[model] = Detector(
-            REPOSITORY / model / parameters["detectron2_config"],
-            REPOSITORY / model / parameters["weights"],
+            config, REPOSITORY / model / parameters["weights"], score_thresholds=thresholds
         )
     return served
 
@@ -67,5 +74,5 @@ def test_a_photo_of_nothing_gets_no_detection(
         f"{name} {score:.3f} at {box.round().astype(int).tolist()}"
         for name, score, box in zip(names, found.scores, found.boxes, strict=True)
     ]
-    threshold = detector.cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST
-    assert not described, f"{model} (threshold {threshold}) found on {kind}: {described}"
+    thresholds = detector.score_thresholds or detector.cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST
+    assert not described, f"{model} (thresholds {thresholds}) found on {kind}: {described}"
