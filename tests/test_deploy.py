@@ -489,6 +489,7 @@ def test_image_installs_the_pinned_runtime_dependencies() -> None:
     args = dockerfile_args()
     assert args["DALI_VERSION"] == pins[dali[0]], "same DALI as the tested venv"
     assert f"centernet2=={args['CENTERNET2_VERSION']}" == makefile_variable("CENTERNET2")
+    assert f"rapidocr_onnxruntime=={args['RAPIDOCR_VERSION']}" == makefile_variable("RAPIDOCR")
     assert re.fullmatch(r"[0-9a-f]{40}", args["DETECTRON2_COMMIT"]), "pin detectron2 to a commit"
 
 

@@ -9,6 +9,7 @@ from tritonclient.grpc import model_config_pb2
 from bls.repository import parse_config
 from bls.routing import parse_detectors
 from pipelines.detector import load_config as load_detectron2_config
+from pipelines.ocr import OCR
 from pipelines.preprocess import Resize
 from pipelines.tensors import (
     KEYPOINTS,
@@ -44,6 +45,7 @@ def test_repository_has_the_expected_models() -> None:
         "insulator",
         "insulator_ensemble",
         "inspect",
+        "ocr",
     }
 
 
@@ -103,7 +105,7 @@ def test_each_detector_gets_the_image_its_yaml_asks_for() -> None:
 def contracts() -> dict[str, Contract]:
     """Each model's contract, from what the code and the YAMLs say (not from the configs)."""
     images = preprocess_contract([name for name, _ in served_preprocess_config().images])
-    found = {"preprocess": images, "preprocess_ensemble": images, "inspect": ROUTER}
+    found = {"preprocess": images, "preprocess_ensemble": images, "inspect": ROUTER, "ocr": OCR}
     for detector in ("pointer", "insulator"):
         parameters = {k: v.string_value for k, v in CONFIGS[detector].parameters.items()}
         cfg = load_detectron2_config(REPOSITORY / detector / parameters["detectron2_config"])
