@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
 from detectron2.data.datasets import register_coco_instances
 from detectron2.data.detection_utils import build_augmentation
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from detectron2.utils.logger import setup_logger
 
@@ -39,6 +40,7 @@ from training.augment import PhotometricJitter
 
 __all__ = [
     "DatasetError",
+    "StopAfterStep",
     "Trainer",
     "build_config",
     "check_dataset",
@@ -206,8 +208,35 @@ class Trainer(DefaultTrainer):
         return build_detection_train_loader(cfg, mapper=mapper)
 
 
+class StopAfterStep(HookBase):
+    """Ctrl-C stops training at the end of the running iteration, with a checkpoint.
+
+    The checkpoint is then what detectron2's periodic ones are: saved after an iteration's
+    hooks (the LR scheduler has stepped for it), recording that iteration, so ``--resume``
+    goes on from the next one. A second Ctrl-C stops at once, without a checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self, signum: int, frame: object) -> None:
+        """The SIGINT handler."""
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("Ctrl-C: stopping after this iteration (again to stop at once).")
+
+    def after_step(self) -> None:
+        if self.requested:
+            name = f"model_{self.trainer.iter:07d}"
+            self.trainer.checkpointer.save(name, iteration=self.trainer.iter)
+            logger.warning("Interrupted: saved %s.pth; run again with --resume to go on.", name)
+            raise KeyboardInterrupt
+
+
 def train(cfg: CfgNode, resume: bool) -> Path:
-    """Runs detectron2's ``DefaultTrainer``; on Ctrl-C saves a checkpoint to resume from.
+    """Runs detectron2's ``DefaultTrainer``; on Ctrl-C saves a checkpoint to resume from
+    (:class:`StopAfterStep`).
 
     Returns:
         The final checkpoint, ``model_final.pth`` in the output folder.
@@ -217,16 +246,14 @@ def train(cfg: CfgNode, resume: bool) -> Path:
     """
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=resume)
+    stop = StopAfterStep()
+    # Last, so it runs after the LR scheduler and the periodic checkpointer of the same step.
+    trainer.register_hooks([stop])
+    previous = signal.signal(signal.SIGINT, stop.request)
     try:
         trainer.train()
-    except KeyboardInterrupt:
-        # trainer.iter is the iteration that was running, unfinished. The checkpoint records
-        # the trainer's own iteration, and resuming starts one after it.
-        trainer.iter -= 1
-        name = f"model_{trainer.iter:07d}"
-        trainer.checkpointer.save(name, iteration=trainer.iter)
-        logger.warning("Interrupted: saved %s.pth; run again with --resume to go on.", name)
-        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return Path(cfg.OUTPUT_DIR) / "model_final.pth"
 
 
