@@ -12,15 +12,19 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from bench.accuracy import __main__ as runner
-from bench.accuracy.__main__ import SETS, parse_args
+from bench.accuracy.__main__ import FOREIGN_INSULATOR_GOALS, SETS, parse_args
 from bench.accuracy.metrics import (
     GOALS,
     MAX_GOALS,
+    WORLD_GOALS,
+    WORLD_MAX_GOALS,
     Figure,
+    PhotoCounts,
     Share,
     ap50_by_truth,
     ap50_per_class,
     box_iou,
+    count_worlds,
     empty_image_detections,
     encode_mask,
     evaluate_set,
@@ -29,7 +33,11 @@ from bench.accuracy.metrics import (
     found_share,
     full_mask,
     gauges_found,
+    image_range,
     instances_to_detections,
+    meters_in,
+    strings_in,
+    world_figures,
 )
 from bench.accuracy.readings import (
     NO_READING,
@@ -98,7 +106,7 @@ def _gauge_truth() -> dict[str, Any]:
                 "file_name": f"{image_id:06d}.jpg",
                 "height": HEIGHT,
                 "width": WIDTH,
-                "truth": {"gauges": truths},
+                "truth": {"gauges": truths, "strings": 0},
             }
         )
         for x, y, size, _ in places:
@@ -124,8 +132,14 @@ def _insulator_truth() -> dict[str, Any]:
     boxes = [(1, (20, 10, 30, 90)), (2, (25, 40, 20, 15))]
     return {
         "images": [
-            {"id": i, "file_name": f"{i:06d}.jpg", "height": HEIGHT, "width": WIDTH, "truth": {}}
-            for i in (1, 2)
+            {
+                "id": i,
+                "file_name": f"{i:06d}.jpg",
+                "height": HEIGHT,
+                "width": WIDTH,
+                "truth": {"strings": strings, "meters": 0},
+            }
+            for i, strings in ((1, 1), (2, 0))
         ],
         "annotations": [
             {
@@ -352,24 +366,312 @@ def test_table_shows_values_goals_and_results(tmp_path: Path) -> None:
 
 
 def test_cli_options() -> None:
-    args = parse_args(["--sets", "insulators", "--limit", "5", "-i", "grpc"])
-    assert (args.sets, args.limit, args.protocol, args.url) == (["insulators"], 5, "grpc", None)
-    assert parse_args([]).sets == list(SETS)
-    for bad in (["--sets", "cats"], ["--limit", "0"]):
+    args = parse_args(["--sets", "insulators,foreign-neither", "--limit", "5", "-i", "grpc"])
+    assert (args.sets, args.limit, args.protocol, args.url) == (
+        ["insulators", "foreign-neither"],
+        5,
+        "grpc",
+        None,
+    )
+    assert parse_args([]).sets == [
+        "gauges",
+        "insulators",
+        "foreign-gauges",
+        "foreign-insulators",
+        "foreign-neither",
+    ]
+    assert not parse_args([]).choose_thresholds
+    args = parse_args(["--choose-thresholds", "--precision", "0.9", "--floor", "0.02"])
+    assert (args.choose_thresholds, args.precision, args.floor) == (True, 0.9, 0.02)
+    for bad in (
+        ["--sets", "cats"],
+        ["--limit", "0"],
+        ["--precision", "1.5"],
+        ["--floor", "-0.1"],
+        ["--precision", "high"],
+        ["--choose-thresholds", "--precision", "0"],
+        ["--choose-thresholds", "--url", "localhost:8001"],
+    ):
         with pytest.raises(SystemExit):
             parse_args(bad)
 
 
-class _FakeRouter:
-    """Stands in for ``JpegClient`` on ``inspect``: answers each image (known by its bytes) with
-    the ground truth, built by the router's own :func:`bls.merge.merge_answer`, plus a perfect
-    reading per gauge; image 2 fails."""
+def test_every_set_is_asked_for_with_both_detectors_and_each_has_its_goals() -> None:
+    assert SETS["gauges"].goals["pointer found"] == 0.95
+    assert SETS["insulators"].goals == {"insulator AP50 (box)": 0.9, "defect AP50 (box)": 0.7}
+    assert SETS["foreign-insulators"].goals == {"insulator found": 0.9, "defect found": 0.7}
+    assert SETS["foreign-neither"].labelled is None
+    # Our goals are on our held-out meters; the second renderer's show a change of look.
+    assert not SETS["foreign-gauges"].goals and not SETS["foreign-gauges"].max_goals
+    assert SETS["foreign-gauges"].readings
 
-    def __init__(self, truth: dict[str, Any]) -> None:
-        self.truth = truth
+
+# --- each detector outside its world ----------------------------------------------------------
+
+NAMES = {1: "pointer", 2: "dial", 3: "insulator", 4: "defect"}
+
+
+def _photo(image_id: int, meters: int, strings: int) -> dict[str, Any]:
+    return {"id": image_id, "truth": {"meters": meters, "strings": strings}}
+
+
+def _box(image_id: int, category_id: int, score: float = 0.9) -> dict[str, Any]:
+    return {"image_id": image_id, "category_id": category_id, "score": score, "bbox": [0, 0, 9, 9]}
+
+
+def test_each_detector_is_counted_outside_its_world_only() -> None:
+    images = [_photo(1, 2, 0), _photo(2, 0, 1), _photo(3, 0, 0), _photo(4, 1, 1)]
+    detections = {
+        # A defect and two insulators on meters; five on the mixed scene, which do not count.
+        "insulator": [_box(1, 4), _box(1, 3), _box(1, 3), *[_box(4, 3)] * 5, _box(3, 3)],
+        # A dial on the strings, a needle on the photo of neither; the mixed one does not count.
+        "pointer": [_box(2, 2), _box(3, 1), _box(4, 1)],
+    }
+    counts = count_worlds(images, detections, NAMES)
+    assert counts.insulator_on_meters == PhotoCounts(1, {"defect": 1, "insulator": 2}, 1)
+    assert counts.pointer_on_strings == PhotoCounts(1, {"dial": 1}, 1)
+    assert counts.on_neither == PhotoCounts(1, {"insulator": 1, "pointer": 1}, 1)
+    figures = {f.name: f for f in world_figures("all sets", counts, WORLD_GOALS, WORLD_MAX_GOALS)}
+    assert figures["defect boxes on photos with meters, no insulator"].value == 1
+    assert figures["insulator boxes per 50 photos with meters, no insulator"].value == 100
+    assert figures["pointer-model instances per 50 photos with insulators, no meter"].value == 50
+    assert figures["detections on photos of neither"].value == 2
+    assert figures["detections on photos of neither"].detail == (
+        "2 on 1 of 1 photos: 1 insulator, 1 pointer"
+    )
+    # Every goal missed; the count of photos of neither has none.
+    assert [f.name for f in figures.values() if f.passed is not False] == ["photos of neither"]
+    # Per set, the same lines carry no goal.
+    assert all(f.goal is None for f in world_figures("gauges", counts))
+    # A detector not asked counts nothing.
+    assert count_worlds(images, {}, NAMES).on_neither == PhotoCounts(1, {}, 0)
+
+
+def test_silence_goals_hold_on_a_hundred_photos() -> None:
+    images = [_photo(i, 1, 0) for i in range(100)] + [_photo(100 + i, 0, 2) for i in range(101)]
+    images += [_photo(300, 0, 0)]
+    # One insulator box per 50 photos is allowed, and a little under one pointer instance.
+    detections = {
+        "insulator": [_box(3, 3), _box(70, 3)],
+        "pointer": [_box(150, 1, 0.99), _box(151, 2)],
+    }
+    counts = count_worlds(images, detections, NAMES)
+    total = counts + count_worlds([], {}, NAMES)
+    assert total == counts
+    figures = world_figures("all sets", total, WORLD_GOALS, WORLD_MAX_GOALS)
+    values = {f.name: f.value for f in figures}
+    assert values["photos with meters, no insulator"] == 100
+    assert values["photos with insulators, no meter"] == 101
+    assert values["insulator boxes per 50 photos with meters, no insulator"] == 1.0
+    assert values["pointer-model instances per 50 photos with insulators, no meter"] == (
+        pytest.approx(100 / 101)
+    )
+    assert all(f.passed for f in figures if f.goal is not None)
+    # A single defect box on a meter fails, as does a third insulator box.
+    worse = count_worlds(
+        images, {**detections, "insulator": [_box(3, 4), *[_box(5, 3)] * 3]}, NAMES
+    )
+    graded = world_figures("all", worse, WORLD_GOALS, WORLD_MAX_GOALS)
+    failed = [f.name for f in graded if f.passed is False]
+    assert failed == [
+        "defect boxes on photos with meters, no insulator",
+        "insulator boxes per 50 photos with meters, no insulator",
+    ]
+
+
+def test_a_photo_says_what_it_shows_by_its_truth() -> None:
+    assert meters_in({"truth": {"meters": 2, "gauges": []}}) == 2  # unlabelled meters
+    assert meters_in({"truth": {"gauges": [{}, {}, {}]}}) == 3
+    assert strings_in({"truth": {"strings": 4}}) == 4
+    with pytest.raises(ValueError, match="image 7: its truth says nothing of meters"):
+        meters_in({"id": 7, "truth": {"strings": 0}})
+    with pytest.raises(ValueError, match="image 8: its truth says nothing of insulator strings"):
+        strings_in({"id": 8, "truth": {"gauges": []}})
+
+
+def test_image_range_cuts_from_a_photo_on() -> None:
+    truth = _gauge_truth()
+    cut = image_range(truth, 1, 1)
+    assert [i["id"] for i in cut["images"]] == [2]
+    assert cut["annotations"] == []
+    rest = image_range(truth, 2, None)
+    assert [i["id"] for i in rest["images"]] == [3]
+    assert {a["image_id"] for a in rest["annotations"]} == {3}
+    with pytest.raises(ValueError, match="no image number 3 in a set of 3 images"):
+        image_range(truth, 3, None)
+
+
+def test_foreign_strings_have_goals_on_what_is_found() -> None:
+    truth = _insulator_truth()
+    strings_only = [d for d in _perfect(truth, masks=False) if d["category_id"] == 1]
+    result = evaluate_set("foreign-insulators", truth, strings_only, goals=FOREIGN_INSULATOR_GOALS)
+    graded = {f.name: f.passed for f in result.figures if f.goal is not None}
+    assert graded == {"insulator found": True, "defect found": False}
+
+
+def test_readings_of_the_second_renderer_carry_no_goals() -> None:
+    truth = _gauge_truth()
+    figures = reading_figures("foreign-gauges", summarize_readings(truth, []), {}, {})
+    assert figures and all(f.goal is None for f in figures)
+
+
+# Answers of the scripted router: per image bytes, per detector, (class, score, x, y, w, h).
+Scripted = dict[bytes, dict[str, list[tuple[str, float, int, int, int, int]]]]
+CLASSES = {"pointer": ["pointer", "dial"], "insulator": ["insulator", "defect"]}
+
+
+class _ScriptedRouter:
+    """Stands in for ``JpegClient`` on ``inspect``: answers each photo (known by its bytes) as
+    scripted, the pointer model's instances with masks filling their boxes."""
+
+    def __init__(self, answers: Scripted) -> None:
+        self.answers = answers
+        self.asked: list[bytes] = []
 
     def infer(self, model: str, jpeg: bytes, options: dict[str, str]) -> dict[str, np.ndarray]:
-        assert (model, options) == ("inspect", {"MODELS": "pointer"})
+        assert (model, options) == ("inspect", {"MODELS": "both"})
+        self.asked.append(jpeg)
+        results = {}
+        for detector, names in CLASSES.items():
+            found = self.answers.get(jpeg, {}).get(detector, [])
+            boxes = np.array([[x, y, x + w, y + h] for _, _, x, y, w, h in found], np.float32)
+            detections = Detections(
+                boxes=boxes.reshape(-1, 4),
+                scores=np.array([score for _, score, *_ in found], dtype=np.float32),
+                classes=np.array([names.index(c) for c, *_ in found], dtype=np.int32),
+            )
+            if detector == "pointer":
+                detections.mask_rects = np.array(
+                    [[x, y, w, h] for *_, x, y, w, h in found], dtype=np.int32
+                ).reshape(-1, 4)
+                detections.masks = np.ones(sum(w * h for *_, w, h in found), dtype=np.uint8)
+            results[detector] = detections
+        detections_json, masks = merge_answer(HEIGHT, WIDTH, results, CLASSES)
+        return {"DETECTIONS": np.array([detections_json], dtype=np.object_), "MASKS": masks}
+
+    def parameters(self, model: str) -> dict[str, str]:
+        return {"detectron2_config": f"{model}.yaml", "weights": "weights/demo.pth"}
+
+    def __enter__(self) -> _ScriptedRouter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+def _write_scripted_set(folder: Path, truth: dict[str, Any], tag: str) -> None:
+    """A set folder whose photos' bytes are ``<tag>:<image id>``."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "annotations.json").write_text(json.dumps(truth))
+    for image in truth["images"]:
+        (folder / "images" / image["file_name"]).write_bytes(f"{tag}:{image['id']}".encode())
+
+
+def _neither_truth() -> dict[str, Any]:
+    """Two photos of neither, as the second renderer writes them (every class, no object)."""
+    return {
+        "images": [
+            {
+                "id": i,
+                "file_name": f"{i:06d}.jpg",
+                "height": HEIGHT,
+                "width": WIDTH,
+                "truth": {"gauges": [], "strings": 0, "defects": 0},
+            }
+            for i in (1, 2)
+        ],
+        "annotations": [],
+        "categories": [{"id": i, "name": n} for i, n in NAMES.items()],
+    }
+
+
+def test_runner_measures_the_foreign_strings_and_photos_of_neither(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    strings = _insulator_truth()
+    for image in strings["images"]:
+        image["truth"] = {"gauges": [], "strings": image["truth"]["strings"], "defects": 0}
+    _write_scripted_set(data / "foreign" / "insulators", strings, "strings")
+    _write_scripted_set(data / "foreign" / "neither", _neither_truth(), "neither")
+    router = _ScriptedRouter(
+        {
+            # The string and its defect found; a dial where there is no meter.
+            b"strings:1": {
+                "insulator": [("insulator", 0.9, 20, 10, 30, 90), ("defect", 0.8, 25, 40, 20, 15)],
+                "pointer": [("dial", 0.7, 60, 10, 40, 40)],
+            },
+            b"neither:2": {"insulator": [("insulator", 0.4, 0, 0, 50, 50)]},
+        }
+    )
+    monkeypatch.setattr(runner, "JpegClient", lambda url, protocol: router)
+    out = tmp_path / "out"
+    argv = ["--sets", "foreign-insulators,foreign-neither", "--url", "fake:1"]
+    assert runner.main([*argv, "--data", str(data), "--out", str(out)]) == 1
+    assert len(router.asked) == 4
+    results = json.loads((out / "results.json").read_text())
+    figures = {(f["set"], f["name"]): f for f in results["figures"]}
+    assert figures["foreign-insulators", "insulator found"]["value"] == 1.0
+    assert figures["foreign-insulators", "defect found"]["value"] == 1.0
+    pointer_rate = "pointer-model instances per 50 photos with insulators, no meter"
+    assert figures["foreign-insulators", pointer_rate]["value"] == 50.0
+    neither = figures["all sets", "detections on photos of neither"]
+    # The string set's empty photo and the two photos of neither.
+    assert (neither["value"], neither["detail"]) == (1, "1 on 1 of 3 photos: 1 insulator")
+    failed = {(f["set"], f["name"]) for f in results["goals"] if not f["passed"]}
+    assert failed == {
+        ("all sets", "photos with meters, no insulator"),
+        ("all sets", "photos with insulators, no meter"),
+        ("all sets", pointer_rate),
+        ("all sets", "detections on photos of neither"),
+        # No photo with meters and no insulator: the rate is undefined.
+        ("all sets", "insulator boxes per 50 photos with meters, no insulator"),
+    }
+    # No labels on photos of neither: no AP, no curve; every detection there is wrong.
+    assert not any(
+        f["set"] == "foreign-neither" and "AP50" in f["name"] for f in results["figures"]
+    )
+    shipped = {(f["set"], f["name"]): f for f in results["at_score_thresholds"]}
+    assert shipped["foreign-neither", "insulator precision as served"]["detail"] == "0/1"
+    assert shipped["foreign-neither", "insulator recall as served"]["value"] is None
+    assert shipped["foreign-insulators", "dial precision as served"]["detail"] == "0/1"
+    assert shipped["foreign-insulators", "defect recall as served"]["value"] == 1.0
+    # Nothing to find and nothing found: no line.
+    assert ("foreign-insulators", "pointer precision as served") not in shipped
+    assert ("foreign-neither", "photos with meters, no insulator") not in figures
+    assert figures["foreign-neither", "detections on photos of neither"]["value"] == 1
+    assert "foreign-neither" not in json.loads((out / "results.json").read_text())["by_style"]
+    assert captured_last_line(capsys) == f"accuracy: wrote {out / 'results.json'}"
+
+
+def captured_last_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The last line the run printed, on either stream (the JSON's path, by the brief)."""
+    captured = capsys.readouterr()
+    return captured.err.strip().splitlines()[-1]
+
+
+# Per image id: what the fake insulator model answers there, (class, score, x, y, w, h) each.
+InsulatorAnswers = dict[int, list[tuple[str, float, float, float, float, float]]]
+
+
+class _FakeRouter:
+    """Stands in for ``JpegClient`` on ``inspect`` with both detectors: answers each image (known
+    by its bytes) with its ground truth as the pointer model's instances, built by the router's
+    own :func:`bls.merge.merge_answer`, plus a perfect reading per gauge, and with
+    ``insulator`` as the insulator model's; image 2 fails in the pointer model."""
+
+    def __init__(
+        self,
+        truth: dict[str, Any],
+        insulator: InsulatorAnswers | None = None,
+        thresholds: dict[str, str] | None = None,
+    ) -> None:
+        self.truth = truth
+        self.insulator = insulator or {}
+        self.thresholds = thresholds or {}
+
+    def infer(self, model: str, jpeg: bytes, options: dict[str, str]) -> dict[str, np.ndarray]:
+        assert (model, options) == ("inspect", {"MODELS": "both"})
         image_id = int(jpeg)
         names = {c["id"]: c["name"] for c in self.truth["categories"]}
         instances = [
@@ -388,8 +690,19 @@ class _FakeRouter:
                     [i.mask.astype(np.uint8).reshape(-1) for i in instances] or [np.zeros(0)]
                 ).astype(np.uint8),
             )
+        found = self.insulator.get(image_id, [])
+        insulators = Detections(
+            boxes=np.array(
+                [[x, y, x + w, y + h] for _, _, x, y, w, h in found], dtype=np.float32
+            ).reshape(-1, 4),
+            scores=np.array([score for _, score, *_ in found], dtype=np.float32),
+            classes=np.array([["insulator", "defect"].index(c) for c, *_ in found], np.int32),
+        )
         detections, masks = merge_answer(
-            HEIGHT, WIDTH, {"pointer": result}, {"pointer": ["pointer", "dial"]}
+            HEIGHT,
+            WIDTH,
+            {"pointer": result, "insulator": insulators},
+            {"pointer": ["pointer", "dial"], "insulator": ["insulator", "defect"]},
         )
         if image_id != 2:
             document = json.loads(detections)
@@ -404,8 +717,11 @@ class _FakeRouter:
         return {"DETECTIONS": np.array([detections], dtype=np.object_), "MASKS": masks}
 
     def parameters(self, model: str) -> dict[str, str]:
-        assert model == "pointer"
-        return {"detectron2_config": "served.yaml", "weights": "/elsewhere/served.pth"}
+        assert model in ("pointer", "insulator")
+        files = {"detectron2_config": f"{model}.yaml", "weights": f"/elsewhere/{model}.pth"}
+        if model in self.thresholds:
+            files["score_thresholds"] = self.thresholds[model]
+        return files
 
     def __enter__(self) -> _FakeRouter:
         return self
@@ -414,16 +730,34 @@ class _FakeRouter:
         pass
 
 
-def test_runner_scores_the_routers_answers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    truth = _gauge_truth()
-    folder = tmp_path / "data" / "gauges" / "heldout"
+def _write_set(folder: Path, truth: dict[str, Any]) -> None:
+    """A set folder as the generators write it, each image's bytes its id (for the fake)."""
     (folder / "images").mkdir(parents=True)
     (folder / "annotations.json").write_text(json.dumps(truth))
     for image in truth["images"]:
         (folder / "images" / image["file_name"]).write_bytes(str(image["id"]).encode())
-    monkeypatch.setattr(runner, "JpegClient", lambda url, protocol: _FakeRouter(truth))
+
+
+# The goals a few gauge photos alone cannot meet.
+UNMEASURED = {
+    "photos with meters, no insulator",
+    "photos with insulators, no meter",
+    "pointer-model instances per 50 photos with insulators, no meter",
+}
+
+
+def test_runner_scores_the_routers_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = _gauge_truth()
+    _write_set(tmp_path / "data" / "gauges" / "heldout", truth)
+    thresholds = tmp_path / "pointer_thresholds.yaml"
+    thresholds.write_text("pointer: 0.5\ndial: 0.25\n")
+    monkeypatch.setattr(
+        runner,
+        "JpegClient",
+        lambda url, protocol: _FakeRouter(truth, thresholds={"pointer": str(thresholds)}),
+    )
     out = tmp_path / "out"
     argv = ["--sets", "gauges", "--url", "fake:1", "--data", str(tmp_path / "data")]
 
@@ -436,11 +770,16 @@ def test_runner_scores_the_routers_answers(
     assert results["sets"]["gauges"]["images"] == 3
     assert results["sets"]["gauges"]["failed_images"] == 1
     # What the server loaded, not this checkout's repository/.
-    assert results["sets"]["gauges"]["detector_files"] == {
-        "detectron2_config": "served.yaml",
-        "weights": "/elsewhere/served.pth",
+    assert results["detector_files"]["pointer"] == {
+        "detectron2_config": "pointer.yaml",
+        "weights": "/elsewhere/pointer.pth",
+        "score_thresholds": str(thresholds),
     }
-    assert results["all_goals_passed"]
+    assert results["score_thresholds"] == {"pointer": 0.5, "dial": 0.25}
+    # 3 photos are too few for the goals on silence outside each detector's world, and with
+    # no photo of insulators the pointer model's rate there is undefined.
+    failed = {(f["set"], f["name"]) for f in results["goals"] if not f["passed"]}
+    assert failed == {("all sets", name) for name in UNMEASURED}
     figures = {f["name"]: f["value"] for f in results["figures"]}
     assert figures["pointer AP50 (mask)"] == pytest.approx(1.0)
     assert figures["gauge found (both)"] == 1.0
@@ -452,14 +791,21 @@ def test_runner_scores_the_routers_answers(
     assert "gauge read" in captured.out and "<= 1.50 deg" in captured.out
     assert (out / "pr_curves.png").is_file()
     assert (out / "reading_errors.png").is_file()
-    assert len(json.loads((out / "detections_gauges.json").read_text())) == 6
+    detections = json.loads((out / "detections_gauges.json").read_text())
+    assert len(detections["pointer"]) == 6 and detections["insulator"] == []
+    # Every detection right, the served thresholds named: precision and recall 1.
+    shipped = {f["name"]: f["value"] for f in results["at_score_thresholds"]}
+    assert shipped["dial precision at 0.2500"] == shipped["pointer recall at 0.5000"] == 1.0
+    assert "At the served score thresholds (pointer 0.5000, dial 0.2500)" in captured.out
     readings = json.loads((out / "readings_gauges.json").read_text())
     assert [r["image_id"] for r in readings] == [1, 3, 3]
     assert readings[0]["dial_bbox"] == [10, 10, 60, 60]
     assert results["sets"]["gauges"]["reading_statuses"] == {"ok": 3}
 
-    # --limit 1: image 1 only, which succeeds.
-    assert runner.main([*argv, "--out", str(out), "--limit", "1"]) == 0
+    # --limit 1: image 1 only, which succeeds; only the photo-count goals fail.
+    assert runner.main([*argv, "--out", str(out), "--limit", "1"]) == 1
+    results = json.loads((out / "results.json").read_text())
+    assert {f["name"] for f in results["goals"] if not f["passed"]} == UNMEASURED
 
 
 # --- meter readings ---------------------------------------------------------------------------
@@ -666,6 +1012,14 @@ def test_table_shows_upper_bound_goals(tmp_path: Path) -> None:
     assert "1.20 deg" in lines[2] and "<= 1.50 deg" in lines[2] and lines[2].endswith("pass")
     assert "4.50 deg" in lines[3] and lines[3].endswith("FAIL")
     assert "0.61% (of full scale)" in lines[4]
-    png = plot_reading_errors([0.2, 0.9, 1.4, 179.0], [0.3, 7.0], tmp_path / "r.png", {"g": 1.5})
+    png = plot_reading_errors(
+        [0.2, 0.9, 1.4, 179.0],
+        [0.3, 7.0],
+        tmp_path / "r.png",
+        {"g": 1.5},
+        fraction_errors=[0.1, 0.4, 12.0],
+        fraction_goals={"median": 0.5},
+        title="foreign-gauges",
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_reading_errors([], [], tmp_path / "empty.png").is_file()

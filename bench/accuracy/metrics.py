@@ -27,14 +27,21 @@ __all__ = [
     "GOALS",
     "IOU_THRESHOLD",
     "MAX_GOALS",
+    "MODEL_OBJECTS",
+    "PER_PHOTOS",
+    "WORLD_GOALS",
+    "WORLD_MAX_GOALS",
     "ClassCurve",
     "EmptyImages",
     "Figure",
     "Kind",
+    "PhotoCounts",
     "SetResult",
     "Share",
+    "WorldCounts",
     "ap50_per_class",
     "box_iou",
+    "count_worlds",
     "empty_image_detections",
     "encode_mask",
     "evaluate_set",
@@ -43,13 +50,18 @@ __all__ = [
     "found_share",
     "full_mask",
     "gauges_found",
+    "image_range",
     "instances_to_detections",
+    "meters_in",
+    "strings_in",
+    "world_figures",
 ]
 
 IOU_THRESHOLD = 0.5
 
-# How a value reads: AP50, a share found, a count, degrees, or a percentage (already times 100).
-Kind = Literal["ap", "share", "count", "deg", "percent"]
+# How a value reads: AP50, a share found, a count, degrees, a percentage (already times 100), or
+# a rate (a count per so many photos).
+Kind = Literal["ap", "share", "count", "deg", "percent", "rate"]
 
 # Figure name -> the least value that passes.
 GOALS: dict[str, float] = {
@@ -65,6 +77,25 @@ MAX_GOALS: dict[str, float] = {
     "needle angle error median": 1.5,
     "needle angle error p90": 4.0,
     "readings ok on empty images": 0,
+}
+
+# Issue 37: each detector silent outside its world. Counted over every measured set together
+# (the table's "all sets"): the photos with one detector's objects and none of the other's, and
+# the photos with neither.
+PER_PHOTOS = 50
+METERS_ONLY = "photos with meters, no insulator"
+STRINGS_ONLY = "photos with insulators, no meter"
+NEITHER = "photos of neither"
+DEFECTS_ON_METERS = f"defect boxes on {METERS_ONLY}"
+INSULATORS_ON_METERS = f"insulator boxes per {PER_PHOTOS} {METERS_ONLY}"
+POINTER_ON_STRINGS = f"pointer-model instances per {PER_PHOTOS} {STRINGS_ONLY}"
+ON_NEITHER = f"detections on {NEITHER}"
+WORLD_GOALS: dict[str, float] = {METERS_ONLY: 100, STRINGS_ONLY: 100}
+WORLD_MAX_GOALS: dict[str, float] = {
+    DEFECTS_ON_METERS: 0,
+    INSULATORS_ON_METERS: 1,
+    POINTER_ON_STRINGS: 1,
+    ON_NEITHER: 0,
 }
 
 
@@ -160,6 +191,50 @@ def _cut_to(document: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) ->
 def first_images(document: Mapping[str, Any], limit: int | None) -> dict[str, Any]:
     """The ground truth cut to its first ``limit`` images (all of them for ``None``)."""
     return _cut_to(document, document["images"][:limit])
+
+
+def image_range(document: Mapping[str, Any], start: int, limit: int | None) -> dict[str, Any]:
+    """The ground truth cut to ``limit`` images (all the rest for ``None``) from the
+    ``start``-th, in the document's order.
+
+    Raises:
+        ValueError: the document has no image at ``start``.
+    """
+    if not 0 <= start < len(document["images"]):
+        raise ValueError(f"no image number {start} in a set of {len(document['images'])} images")
+    stop = None if limit is None else start + limit
+    return _cut_to(document, document["images"][start:stop])
+
+
+def meters_in(image: Mapping[str, Any]) -> int:
+    """How many meters a photo shows, by its ``truth``: ``meters`` (the insulator sets, where
+    they are unlabelled) or the length of ``gauges`` (the gauge sets).
+
+    Raises:
+        ValueError: its truth says neither.
+    """
+    truth = image.get("truth") or {}
+    if "meters" in truth:
+        return int(truth["meters"])
+    if "gauges" in truth:
+        return len(truth["gauges"])
+    raise ValueError(f"image {image.get('id')}: its truth says nothing of meters")
+
+
+def strings_in(image: Mapping[str, Any]) -> int:
+    """How many insulator strings a photo shows, by its ``truth["strings"]``.
+
+    Raises:
+        ValueError: its truth says nothing of strings.
+    """
+    truth = image.get("truth") or {}
+    if "strings" not in truth:
+        raise ValueError(f"image {image.get('id')}: its truth says nothing of insulator strings")
+    return int(truth["strings"])
+
+
+# Per detector: how many of its objects a photo holds, whether labelled for it or not.
+MODEL_OBJECTS = {"pointer": meters_in, "insulator": strings_in}
 
 
 def full_mask(instance: Instance, height: int, width: int) -> np.ndarray:
@@ -411,8 +486,9 @@ def evaluate_set(
     detections: Sequence[Mapping[str, Any]],
     masks: bool = False,
     per_gauge: bool = False,
+    goals: Mapping[str, float] = GOALS,
 ) -> SetResult:
-    """Every figure of one held-out set, with :data:`GOALS` attached.
+    """Every figure of one held-out set, with its goals attached.
 
     Args:
         set_name: e.g. ``"gauges"``.
@@ -421,12 +497,13 @@ def evaluate_set(
         masks: whether to measure mask AP too.
         per_gauge: whether to add the share of gauges with both parts found
             (:func:`gauges_found`).
+        goals: figure name -> the least value that passes, on this set.
     """
     curves: dict[str, ClassCurve] = {}
     figures: list[Figure] = []
 
     def add(name: str, value: float | None, kind: Kind, detail: str = "") -> None:
-        figures.append(Figure(set_name, name, value, kind, detail, GOALS.get(name)))
+        figures.append(Figure(set_name, name, value, kind, detail, goals.get(name)))
 
     iou_types: list[tuple[Literal["bbox", "segm"], str]] = [("bbox", "box")]
     if masks:
@@ -453,3 +530,156 @@ def evaluate_set(
         f"on {empty.images_with_detections} of {empty.images} empty images",
     )
     return SetResult(figures, curves)
+
+
+@dataclass(frozen=True)
+class PhotoCounts:
+    """A detector's detections on the photos of one kind.
+
+    Attributes:
+        photos: how many photos of the kind.
+        by_class: per class name, its detections on them (only classes detected there).
+        photos_with: how many of the photos got any of those detections.
+    """
+
+    photos: int = 0
+    by_class: dict[str, int] = field(default_factory=dict)
+    photos_with: int = 0
+
+    @property
+    def detections(self) -> int:
+        """All the detections counted."""
+        return sum(self.by_class.values())
+
+    def __add__(self, other: PhotoCounts) -> PhotoCounts:
+        return PhotoCounts(
+            self.photos + other.photos,
+            dict(Counter(self.by_class) + Counter(other.by_class)),
+            self.photos_with + other.photos_with,
+        )
+
+
+@dataclass(frozen=True)
+class WorldCounts:
+    """What each detector answered outside its world, on one set (or several added up).
+
+    Attributes:
+        insulator_on_meters: the insulator model's detections on photos with meters and no
+            insulator string.
+        pointer_on_strings: the pointer model's instances on photos with strings and no meter.
+        on_neither: both models' detections on photos with neither.
+    """
+
+    insulator_on_meters: PhotoCounts = field(default_factory=PhotoCounts)
+    pointer_on_strings: PhotoCounts = field(default_factory=PhotoCounts)
+    on_neither: PhotoCounts = field(default_factory=PhotoCounts)
+
+    def __add__(self, other: WorldCounts) -> WorldCounts:
+        return WorldCounts(
+            self.insulator_on_meters + other.insulator_on_meters,
+            self.pointer_on_strings + other.pointer_on_strings,
+            self.on_neither + other.on_neither,
+        )
+
+
+def _count_on(
+    images: Sequence[Mapping[str, Any]],
+    detections: Sequence[Mapping[str, Any]],
+    names: Mapping[int, str],
+) -> PhotoCounts:
+    ids = {image["id"] for image in images}
+    mine = [d for d in detections if d["image_id"] in ids]
+    return PhotoCounts(
+        len(ids),
+        dict(Counter(names[d["category_id"]] for d in mine)),
+        len({d["image_id"] for d in mine}),
+    )
+
+
+def count_worlds(
+    images: Sequence[Mapping[str, Any]],
+    detections: Mapping[str, Sequence[Mapping[str, Any]]],
+    names: Mapping[int, str],
+) -> WorldCounts:
+    """Counts each detector's detections on the photos of the other's world and of neither,
+    by what the photos' ``truth`` says they show (:data:`MODEL_OBJECTS`), labelled or not.
+
+    Args:
+        images: COCO images of one set, each with its ``truth``.
+        detections: per detector (``"pointer"``, ``"insulator"``), its COCO result entries for
+            them; a detector left out was not asked and counts nothing.
+        names: class name per ``category_id`` of the entries.
+
+    Raises:
+        ValueError: an image's truth does not say how many meters or strings it shows.
+    """
+    meters_only = [i for i in images if meters_in(i) and not strings_in(i)]
+    strings_only = [i for i in images if strings_in(i) and not meters_in(i)]
+    neither = [i for i in images if not meters_in(i) and not strings_in(i)]
+    both = [d for model in ("pointer", "insulator") for d in detections.get(model, [])]
+    return WorldCounts(
+        _count_on(meters_only, detections.get("insulator", []), names),
+        _count_on(strings_only, detections.get("pointer", []), names),
+        _count_on(neither, both, names),
+    )
+
+
+def _per_photos(count: int, photos: int) -> float | None:
+    return count / photos * PER_PHOTOS if photos else None
+
+
+def _by_class(counts: PhotoCounts) -> str:
+    classes = ", ".join(f"{n} {name}" for name, n in sorted(counts.by_class.items()))
+    return f"{counts.detections} on {counts.photos_with} of {counts.photos} photos" + (
+        f": {classes}" if classes else ""
+    )
+
+
+def world_figures(
+    set_name: str,
+    counts: WorldCounts,
+    goals: Mapping[str, float] | None = None,
+    max_goals: Mapping[str, float] | None = None,
+    every_kind: bool = False,
+) -> list[Figure]:
+    """The counts as table lines: the photos of each kind, the defect boxes and the insulator
+    boxes per :data:`PER_PHOTOS` on meters, the pointer-model instances per
+    :data:`PER_PHOTOS` on strings, and the detections on photos of neither.
+
+    Args:
+        set_name: e.g. ``"gauges"``, or ``"all sets"`` for the counts added up.
+        counts: from :func:`count_worlds`.
+        goals: figure name -> least passing value (:data:`WORLD_GOALS` for all sets); none
+            by default.
+        max_goals: figure name -> greatest passing value (:data:`WORLD_MAX_GOALS`).
+        every_kind: whether to give the lines of a kind of photo the set lacks (undefined
+            rates, which fail their goals); by default they are left out.
+    """
+    at_least, at_most = goals or {}, max_goals or {}
+    figures: list[Figure] = []
+
+    def add(name: str, value: float | None, kind: Kind, detail: str = "") -> None:
+        if name in at_most:
+            figures.append(Figure(set_name, name, value, kind, detail, at_most[name], True))
+        else:
+            figures.append(Figure(set_name, name, value, kind, detail, at_least.get(name)))
+
+    meters, strings = counts.insulator_on_meters, counts.pointer_on_strings
+    if meters.photos or every_kind:
+        add(METERS_ONLY, meters.photos, "count")
+        defects = meters.by_class.get("defect", 0)
+        add(DEFECTS_ON_METERS, defects, "count", _by_class(meters))
+        insulators = meters.by_class.get("insulator", 0)
+        add(INSULATORS_ON_METERS, _per_photos(insulators, meters.photos), "rate", f"{insulators}")
+    if strings.photos or every_kind:
+        add(STRINGS_ONLY, strings.photos, "count")
+        add(
+            POINTER_ON_STRINGS,
+            _per_photos(strings.detections, strings.photos),
+            "rate",
+            _by_class(strings),
+        )
+    if counts.on_neither.photos or every_kind:
+        add(NEITHER, counts.on_neither.photos, "count")
+        add(ON_NEITHER, counts.on_neither.detections, "count", _by_class(counts.on_neither))
+    return figures

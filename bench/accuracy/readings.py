@@ -371,12 +371,25 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
-def reading_figures(set_name: str, summary: ReadingSummary) -> list[Figure]:
-    """The summary as table lines, with the goals of :data:`GOALS` and :data:`MAX_GOALS` and
-    the reading's own (:data:`READING_GOALS`, :data:`READING_MAX_GOALS`)."""
+def reading_figures(
+    set_name: str,
+    summary: ReadingSummary,
+    goals: Mapping[str, float] | None = None,
+    max_goals: Mapping[str, float] | None = None,
+) -> list[Figure]:
+    """The summary as table lines, with their goals.
+
+    Args:
+        set_name: e.g. ``"gauges"``.
+        summary: from :func:`summarize_readings`.
+        goals: figure name -> least passing value; by default those of :data:`GOALS` and the
+            reading's own :data:`READING_GOALS` (an empty mapping: no goals).
+        max_goals: figure name -> greatest passing value; by default :data:`MAX_GOALS` and
+            :data:`READING_MAX_GOALS`.
+    """
     figures: list[Figure] = []
-    at_least = {**GOALS, **READING_GOALS}
-    at_most = {**MAX_GOALS, **READING_MAX_GOALS}
+    at_least = {**GOALS, **READING_GOALS} if goals is None else goals
+    at_most = {**MAX_GOALS, **READING_MAX_GOALS} if max_goals is None else max_goals
 
     def add(name: str, value: float | None, kind: Kind, detail: str = "") -> None:
         if name in at_most:

@@ -1,5 +1,5 @@
-"""The accuracy table, the precision-recall plot and the reading-error histograms (matplotlib's
-Agg backend: no display)."""
+"""The accuracy table, the precision-recall plot, the reading-error histograms and the curves the
+score thresholds are chosen from (matplotlib's Agg backend: no display)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import matplotlib.pyplot as plt  # after use(): the backend is chosen before pyp
 from matplotlib.axes import Axes
 
 from bench.accuracy.metrics import ClassCurve, Figure, Kind
+from bench.accuracy.thresholds import Choice, CurvePoint
 
-__all__ = ["format_table", "plot_pr_curves", "plot_reading_errors"]
+__all__ = ["format_table", "plot_pr_curves", "plot_reading_errors", "plot_threshold_curves"]
 
 _HEADERS = ("set", "figure", "value", "goal", "result")
 
@@ -31,6 +32,8 @@ def _format_value(value: float | None, kind: Kind) -> str:
         return f"{value:.2f} deg"
     if kind == "percent":
         return f"{value:.2f}%"
+    if kind == "rate":
+        return f"{value:.2f}"
     return f"{value:.0f}"
 
 
@@ -122,28 +125,103 @@ def plot_reading_errors(
     value_errors: Sequence[float],
     path: Path,
     angle_goals: Mapping[str, float] | None = None,
+    fraction_errors: Sequence[float] = (),
+    fraction_goals: Mapping[str, float] | None = None,
+    title: str = "",
 ) -> Path:
-    """Two histograms: needle-angle errors (degrees) and value errors (% of full scale).
+    """Three histograms: fraction errors (% of the span), needle-angle errors (degrees) and
+    value errors (% of full scale).
 
     Args:
         angle_errors: per read needle, as :class:`~bench.accuracy.readings.ReadingSummary`
             holds them.
-        value_errors: per read standard gauge.
+        value_errors: per read gauge of the calibrated type.
         path: the PNG to write.
         angle_goals: vertical lines to draw on the angle panel, label -> degrees.
+        fraction_errors: per reading with a fraction.
+        fraction_goals: vertical lines on the fraction panel, label -> percent.
+        title: the set's name, put before each panel's title.
 
     Returns:
         ``path``.
     """
-    fig, (angles, values) = plt.subplots(1, 2, figsize=(10, 4))
-    median = f"median {np.median(angle_errors):.2f}" if len(angle_errors) else "none"
+    fig, (fractions, angles, values) = plt.subplots(1, 3, figsize=(15, 4))
+    prefix = f"{title}: " if title else ""
+
+    def median(errors: Sequence[float]) -> str:
+        return f"median {np.median(errors):.2f}" if len(errors) else "none"
+
+    _histogram(fractions, fraction_errors, 5.0, fraction_goals or {})
+    fractions.set_xlabel("fraction error (% of span)")
+    fractions.set_title(
+        f"{prefix}fraction, {len(fraction_errors)} readings ({median(fraction_errors)})"
+    )
     _histogram(angles, angle_errors, 10.0, angle_goals or {})
     angles.set_xlabel("needle angle error (deg)")
-    angles.set_title(f"needle angle, {len(angle_errors)} needles ({median})")
-    median = f"median {np.median(value_errors):.2f}" if len(value_errors) else "none"
+    angles.set_title(f"{prefix}needle angle, {len(angle_errors)} needles ({median(angle_errors)})")
     _histogram(values, value_errors, 5.0, {})
     values.set_xlabel("value error (% of full scale)")
-    values.set_title(f"value, {len(value_errors)} standard gauges ({median})")
+    values.set_title(
+        f"{prefix}value, {len(value_errors)} calibrated gauges ({median(value_errors)})"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_threshold_curves(
+    curves: Mapping[str, Sequence[CurvePoint]],
+    choices: Mapping[str, Choice],
+    precision: float,
+    path: Path,
+) -> Path:
+    """Per class, the curves its score threshold was chosen from: above, precision and recall
+    against the score cut, the target precision and the chosen threshold marked; below,
+    precision against recall, the chosen point marked.
+
+    Args:
+        curves: per class, :func:`~bench.accuracy.thresholds.pr_curve`'s points.
+        choices: per class, its choice (a class without a threshold is drawn unmarked).
+        precision: the target precision.
+        path: the PNG to write.
+
+    Returns:
+        ``path``.
+    """
+    names = list(curves)
+    fig, axes = plt.subplots(
+        2, max(len(names), 1), figsize=(4.5 * max(len(names), 1), 8), squeeze=False
+    )
+    for column, name in enumerate(names):
+        top, bottom = axes[0][column], axes[1][column]
+        points = curves[name]
+        scores = [p.score for p in points]
+        precisions = [p.precision for p in points]
+        recalls = [p.recall if p.recall is not None else np.nan for p in points]
+        top.plot(scores, precisions, color="C0", label="precision")
+        top.plot(scores, recalls, color="C1", label="recall")
+        top.axhline(precision, color="C2", linestyle=":", label=f"target {precision:g}")
+        bottom.plot(recalls, precisions, color="C0")
+        bottom.axhline(precision, color="C2", linestyle=":")
+        choice = choices.get(name)
+        title = f"{name}: no threshold"
+        if choice is not None and choice.threshold is not None and choice.point is not None:
+            top.axvline(choice.threshold, color="C3", linestyle="--", label="chosen")
+            bottom.plot([choice.point.recall], [choice.point.precision], "o", color="C3")
+            title = f"{name}: score >= {choice.threshold:.3f}"
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1.02)
+        top.set_xlabel("score threshold")
+        top.set_title(title)
+        top.grid(alpha=0.3)
+        top.legend(loc="lower left", fontsize="small")
+        bottom.set_xlim(0, 1)
+        bottom.set_ylim(0, 1.02)
+        bottom.set_xlabel("recall")
+        bottom.set_ylabel("precision")
+        bottom.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
