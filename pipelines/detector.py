@@ -7,12 +7,18 @@ to their box, and for models with a keypoint head the keypoints.
 
 Per-class score thresholds (:func:`load_score_thresholds`, the served model's
 ``score_thresholds`` file) replace the YAML's single ``SCORE_THRESH_TEST`` where they are given.
+
+A lower precision (:func:`parse_precision`, the served model's ``precision`` parameter) runs the
+convolutions and fully connected layers of the backbone, FPN and heads in bfloat16 (a CPU) or
+float16 (a GPU) where the hardware computes it natively (:func:`served_precision`); box decoding,
+NMS, ROIAlign, keypoint decoding and mask pasting stay float32 (:func:`lower_precision`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +37,11 @@ from pipelines.roi_align import use_gather_roi_align
 from pipelines.tensors import Detections
 
 __all__ = [
+    "PRECISIONS",
     "UNTRAINED_KEY",
     "CheckpointError",
     "Detector",
+    "PrecisionError",
     "ScoreThresholdsError",
     "channels_last",
     "check_score_thresholds",
@@ -41,9 +49,12 @@ __all__ = [
     "load_config",
     "load_score_thresholds",
     "load_weights",
+    "lower_precision",
     "mask_rect",
+    "parse_precision",
     "paste_masks_into_boxes",
     "read_yaml_config",
+    "served_precision",
 ]
 
 # Set in checkpoints made by pipelines.untrained; a checkpoint carrying it holds no training.
@@ -56,6 +67,18 @@ class CheckpointError(ValueError):
 
 class ScoreThresholdsError(ValueError):
     """Per-class score thresholds that cannot be served; the message names their source."""
+
+
+class PrecisionError(ValueError):
+    """A precision that is unknown or that the model's device cannot honour."""
+
+
+# The names a detector's precision is given by, as config.pbtxt's ``precision`` parameter.
+PRECISIONS: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 def check_score_thresholds(
@@ -342,6 +365,140 @@ def channels_last(model: torch.nn.Module) -> None:
     model.backbone.register_forward_pre_hook(to_nhwc)
 
 
+def parse_precision(value: str, source: str) -> torch.dtype:
+    """The dtype a precision's name stands for (:data:`PRECISIONS`).
+
+    Args:
+        value: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        source: where the value comes from, for the error message.
+
+    Raises:
+        PrecisionError: another value; the message names ``source`` and the value.
+    """
+    dtype = PRECISIONS.get(value.strip().lower())
+    if dtype is None:
+        raise PrecisionError(
+            f"{source}: unknown precision {value!r}; choose one of {', '.join(PRECISIONS)}"
+        )
+    return dtype
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def served_precision(requested: torch.dtype, device: str | torch.device) -> tuple[torch.dtype, str]:
+    """The precision a detector computes in on ``device``, and why where it is not the one asked.
+
+    bfloat16 is a CPU's lower precision (oneDNN's bfloat16 convolutions need AVX512-BF16 or
+    AMX) and a GPU's from compute capability 8.0; float16 a GPU's from 7.0 (tensor cores).
+    Hardware without them would only emulate the lower precision, slower than float32: it
+    serves float32 instead, and the returned reason says so.
+
+    Returns:
+        ``(dtype served, reason)``: ``reason`` is empty when the dtype is the one asked for.
+
+    Raises:
+        PrecisionError: float16 on a CPU (its lower precision is bfloat16), or a dtype that is
+            none of :data:`PRECISIONS`.
+    """
+    device = torch.device(device)
+    if requested not in PRECISIONS.values():
+        raise PrecisionError(f"unknown precision {requested}; choose one of {list(PRECISIONS)}")
+    if requested == torch.float32:
+        return torch.float32, ""
+    if device.type == "cpu":
+        if requested == torch.float16:
+            raise PrecisionError(
+                "float16 is a GPU's precision and this model runs on a CPU: use bfloat16 "
+                "(on a CPU with AVX512-BF16 or AMX) or float32"
+            )
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return requested, ""
+        return torch.float32, (
+            "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): serving float32"
+        )
+    major, minor = torch.cuda.get_device_capability(device)
+    needed = (8, 0) if requested == torch.bfloat16 else (7, 0)
+    if (major, minor) >= needed:
+        return requested, ""
+    return torch.float32, (
+        f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor}) has no fast "
+        f"{_name(requested)} (it needs {needed[0]}.{needed[1]} or later): serving float32"
+    )
+
+
+def _as_float32(value: Any) -> Any:
+    """``value`` with every lower-precision float tensor in it (nested in lists, tuples and
+    dicts) turned float32."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return {k: _as_float32(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_float32(v) for v in value)
+    return value
+
+
+def _autocast(function: Callable[..., Any], device_type: str, dtype: torch.dtype) -> Any:
+    """``function`` computed under autocast to ``dtype``, answering float32."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type, dtype=dtype):
+            result = function(*args, **kwargs)
+        return _as_float32(result)
+
+    return run
+
+
+def lower_precision(model: torch.nn.Module, dtype: torch.dtype) -> list[str]:
+    """Runs the model's dense layers in ``dtype``, in place: what pays, and nothing that breaks.
+
+    Lowered: the backbone with its FPN, the proposal generator's head (RPN or CenterNet), the
+    ROI box heads (every cascade stage's) and the layers of the mask and keypoint heads, each
+    under autocast with its convolution and linear weights stored in ``dtype`` once (not cast
+    again in every forward), each answering float32. Not lowered, so computed in float32 from
+    float32 inputs: anchors and box decoding, NMS (which on half-precision boxes keeps other
+    boxes, torchvision #3371), ROIAlign, the box predictor's scores and box deltas, keypoint
+    decoding, and mask pasting.
+
+    Returns:
+        The lowered parts, by attribute path (e.g. ``"backbone"``, ``"roi_heads.box_head.0"``).
+    """
+    device_type = next(model.parameters()).device.type
+    lowered = []
+
+    def lower(owner: torch.nn.Module, attribute: str, path: str) -> None:
+        for layer in owner.modules():
+            if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                layer.to(dtype)
+        setattr(owner, attribute, _autocast(getattr(owner, attribute), device_type, dtype))
+        lowered.append(path)
+
+    def lower_module(module: torch.nn.Module, path: str) -> None:
+        if isinstance(module, torch.nn.ModuleList):
+            for i, stage in enumerate(module):
+                lower_module(stage, f"{path}.{i}")
+        else:
+            lower(module, "forward", path)
+
+    lower_module(model.backbone, "backbone")
+    generator = getattr(model, "proposal_generator", None)
+    for head in ("rpn_head", "centernet_head"):
+        if isinstance(getattr(generator, head, None), torch.nn.Module):
+            lower_module(getattr(generator, head), f"proposal_generator.{head}")
+    roi_heads = getattr(model, "roi_heads", None)
+    if isinstance(getattr(roi_heads, "box_head", None), torch.nn.Module):
+        lower_module(roi_heads.box_head, "roi_heads.box_head")
+    for head in ("mask_head", "keypoint_head"):
+        # Their forward decodes too (mask probabilities, keypoint positions): lower the layers.
+        module = getattr(roi_heads, head, None)
+        if isinstance(module, torch.nn.Module) and callable(getattr(module, "layers", None)):
+            lower(module, "layers", f"roi_heads.{head}.layers")
+    return lowered
+
+
 class Detector:
     """A detectron2 model that takes preprocessed images in batches.
 
@@ -357,6 +514,7 @@ class Detector:
         weights_path: Path,
         device: str = "cpu",
         score_thresholds: Mapping[str, float] | None = None,
+        precision: torch.dtype = torch.float32,
     ) -> None:
         """Builds the model and loads its weights.
 
@@ -371,11 +529,19 @@ class Detector:
                 the lowest threshold, but for one thing: ``TEST.DETECTIONS_PER_IMAGE`` caps
                 them all together, and where it is reached a detection kept by the lowest
                 threshold only can take the place of one above its own.
+            precision: the dtype to compute the dense layers in (:func:`lower_precision`):
+                ``torch.float32`` (detectron2's answers), ``torch.bfloat16`` (a CPU with
+                AVX512-BF16 or AMX, a GPU from compute capability 8.0) or ``torch.float16`` (a
+                GPU from 7.0). Hardware without it serves float32: :attr:`precision` is the
+                dtype served and :attr:`precision_fallback` says why it differs.
 
         Raises:
             CheckpointError: the weights are missing or do not fit.
             ScoreThresholdsError: ``score_thresholds`` do not fit the YAML's classes.
+            PrecisionError: ``precision`` cannot be served on ``device`` (float16 on a CPU);
+                raised before the weights load.
         """
+        self.precision, self.precision_fallback = served_precision(precision, device)
         self.cfg = load_config(config_path, device)
         self.class_names: list[str] = list(self.cfg.CLASS_NAMES)
         self.score_thresholds: dict[str, float] | None = None
@@ -409,6 +575,10 @@ class Detector:
         if self.device.type == "cpu":
             channels_last(self.model)
             use_gather_roi_align(self.model)
+        # The parts computed in the lower precision; empty in float32.
+        self.lowered: list[str] = []
+        if self.precision != torch.float32:
+            self.lowered = lower_precision(self.model, self.precision)
 
     def __call__(self, images: Sequence[tuple[Any, Sequence[int]]]) -> list[Detections]:
         """Detects objects in preprocessed images, in one detectron2 forward (the caller picks

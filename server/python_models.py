@@ -17,9 +17,11 @@ import triton_python_backend_utils as pb_utils
 
 from pipelines.detector import (
     Detector,
+    PrecisionError,
     ScoreThresholdsError,
     load_config,
     load_score_thresholds,
+    parse_precision,
 )
 from pipelines.errors import is_out_of_memory
 from pipelines.tensors import (
@@ -167,7 +169,11 @@ class DetectorModel:
     model's folder, or absolute), ``cpu_forward_batch_size``/``gpu_forward_batch_size``
     (images per detectron2 forward), and optionally ``score_thresholds`` (a path like the
     others): a YAML file of one score threshold per class, served instead of the YAML's
-    ``SCORE_THRESH_TEST`` (:func:`pipelines.detector.load_score_thresholds`).
+    ``SCORE_THRESH_TEST`` (:func:`pipelines.detector.load_score_thresholds`), and optionally
+    ``precision``: ``float32`` (the default), ``bfloat16`` (a CPU) or ``float16`` (a GPU), the
+    dtype of the dense layers (:func:`pipelines.detector.lower_precision`). Hardware without the
+    lower precision serves float32 and logs why once at load; a precision the device cannot
+    take (float16 on a CPU) or an unknown name fails the load, naming ``config.pbtxt``.
     """
 
     def initialize(self, args: dict[str, Any]) -> None:
@@ -196,12 +202,21 @@ class DetectorModel:
                 )
             except ScoreThresholdsError as error:
                 raise ValueError(f"{self.model_name}: {error}") from error
-        self.detector = Detector(
-            config_path=yaml_path,
-            weights_path=model_dir / params["weights"],
-            device=device,
-            score_thresholds=thresholds,
-        )
+        requested = params.get("precision", "float32")
+        source = f"{self.model_name}: {model_dir / 'config.pbtxt'}, parameter precision"
+        try:
+            self.detector = Detector(
+                config_path=yaml_path,
+                weights_path=model_dir / params["weights"],
+                device=device,
+                score_thresholds=thresholds,
+                precision=parse_precision(requested, source),
+            )
+        except PrecisionError as error:
+            message = str(error)
+            if not message.startswith(source):
+                message = f"{source} {requested!r}: {error}"
+            raise ValueError(message) from error
         self.forward_batch_size = max(1, int(params[batch_key]))
         threads = ""
         if not on_gpu:
@@ -220,14 +235,28 @@ class DetectorModel:
         pb_utils.Logger.log_info(
             f"{self.model_name}: {params['detectron2_config']} on {device}, weights "
             f"{model_dir / params['weights']}, classes {self.detector.class_names}, {scores}, "
-            f"{self.forward_batch_size} image(s) per forward{threads}"
+            f"{self.forward_batch_size} image(s) per forward{threads}, "
+            f"{self._precision_line()}"
         )
+        if self.detector.precision_fallback:
+            pb_utils.Logger.log_warn(
+                f"{self.model_name}: precision {requested} asked for in "
+                f"{model_dir / 'config.pbtxt'}, but {self.detector.precision_fallback}"
+            )
         if self.detector.untrained:
             pb_utils.Logger.log_warn(
                 f"*** {self.model_name}: UNTRAINED WEIGHTS ({model_dir / params['weights']}). "
                 "Its detections are meaningless. Set the 'weights' parameter in "
                 f"{model_dir / 'config.pbtxt'} to a trained model_final.pth. ***"
             )
+
+    def _precision_line(self) -> str:
+        """The precision served, for the load's log line."""
+        detector = self.detector
+        name = str(detector.precision).removeprefix("torch.")
+        if not detector.lowered:
+            return f"precision {name}"
+        return f"precision {name} in {', '.join(detector.lowered)} (the rest float32)"
 
     def execute(self, requests: list[Any]) -> None:
         inputs = []
