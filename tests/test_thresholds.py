@@ -63,19 +63,32 @@ DIPPING = _scored(
 )
 
 
+def _just_above(threshold: float | None, score: float) -> bool:
+    """Whether ``threshold`` leaves a float32 ``score`` out and keeps anything a little above."""
+    return (
+        threshold is not None
+        and score < threshold
+        and np.float32(threshold) > np.float32(score)
+        and threshold - score < 1e-6
+    )
+
+
 def test_the_lowest_score_that_keeps_the_precision_is_chosen() -> None:
-    # 0.75 is kept at 0.6 and again at 0.5 (4/5), after a dip at 0.7 (2/3): the lowest wins.
+    # 0.75 is kept at 0.6 and again at 0.5 (4/5), after a dip at 0.7 (2/3): the lowest wins,
+    # and the threshold is as low as that cut goes, just above the wrong one at 0.4.
     choice = choose_threshold("dial", DIPPING, 0.75)
-    assert choice.threshold == 0.5
-    assert choice.point == CurvePoint(0.5, 5, 4, 6)
+    assert _just_above(choice.threshold, 0.4)
+    assert choice.point == CurvePoint(choice.threshold, 5, 4, 6)
     assert choice.point.precision == 0.8 and choice.point.recall == pytest.approx(4 / 6)
     assert choice.note == ""
     # 0.95: only the two best are all right.
     strict = choose_threshold("dial", DIPPING, 0.95)
-    assert (strict.threshold, strict.point) == (0.8, CurvePoint(0.8, 2, 2, 6))
-    # Every detection at 0.625 (5/8): the lowest score collected, and a note to say so.
-    loose = choose_threshold("dial", DIPPING, 0.6)
-    assert loose.threshold == 0.2
+    assert _just_above(strict.threshold, 0.7)
+    assert strict.point == CurvePoint(strict.threshold, 2, 2, 6)
+    # Every detection at 0.625 (5/8): down to the floor they were collected from, and a note.
+    loose = choose_threshold("dial", DIPPING, 0.6, floor=0.05)
+    assert loose.threshold == 0.05
+    assert loose.point == CurvePoint(0.05, 8, 5, 6)
     assert "lowest score collected" in loose.note
 
 
@@ -113,8 +126,12 @@ def test_equal_scores_are_cut_together() -> None:
         CurvePoint(0.7, 3, 2, 3),
         CurvePoint(0.5, 4, 3, 3),
     ]
-    # A cut between the two 0.7s does not exist: 0.75 precision is met only at 0.5.
-    assert choose_threshold("pointer", scored, 0.75).threshold == 0.5
+    # A cut between the two 0.7s does not exist: 0.75 precision is met only at 0.5 (all, down
+    # to the floor), 0.9 only above both 0.7s.
+    assert choose_threshold("pointer", scored, 0.75, floor=0.3).threshold == 0.3
+    above = choose_threshold("pointer", scored, 0.9)
+    assert _just_above(above.threshold, 0.7)
+    assert at_threshold(scored, above.threshold) == CurvePoint(above.threshold, 1, 1, 3)
 
 
 def _annotation(n: int, image_id: int, category_id: int, box: list[float]) -> dict[str, Any]:
@@ -178,10 +195,12 @@ def test_the_printed_curve_marks_the_choice() -> None:
     lines = text.splitlines()
     assert lines[0] == "dial: 8 detections, 6 objects"
     chosen = next(line for line in lines if line.endswith("<- chosen"))
-    assert chosen.split()[:5] == ["0.5000", "5", "4", "0.800", "0.667"]
-    assert "0.0500" in text and "0.9900" in text
+    assert chosen.split()[:5] == ["0.40000004", "5", "4", "0.800", "0.667"]
+    # The round cuts, among them 0.4 itself, which keeps the wrong detection at 0.4.
+    assert "        0.40           6       4      0.667   0.667" in lines
+    assert lines[2].split()[0] == "0.05" and lines[-1].split()[0] == "0.99"
     assert format_choices([choice], 0.75) == (
-        "dial: 0.5000 (precision 0.800 >= 0.75, 4/5 right; recall 0.667, 4/6 objects)"
+        "dial: 0.40000004 (precision 0.800 >= 0.75, 4/5 right; recall 0.667, 4/6 objects)"
     )
 
 
@@ -406,16 +425,26 @@ def test_thresholds_are_chosen_and_written_where_the_configs_name_them(
     pointer_file = repository / "pointer" / "score_thresholds.yaml"
     assert pointer_file.read_text() != shipped["pointer"]
     written = load_score_thresholds(pointer_file, ["pointer", "dial"])
-    # The unlabelled meter's needle (0.99) is left out, or no needle would reach 0.95.
-    assert written == {"pointer": _f32(0.9), "dial": _f32(0.95)}
-    header = pointer_file.read_text()
+    # The unlabelled meter's needle (0.99) is left out, or no needle would reach 0.95; each
+    # threshold is just above the wrong detection below the right ones.
+    assert set(written) == {"pointer", "dial"}
+    assert _just_above(written["pointer"], _f32(0.7))
+    assert _just_above(written["dial"], _f32(0.6))
+    # The comments as one text, however they are wrapped.
+    header = " ".join(
+        line.removeprefix("#").strip()
+        for line in pointer_file.read_text().splitlines()
+        if line.startswith("#")
+    )
     assert "python -m bench.accuracy --choose-thresholds --precision 0.95 --floor 0.05" in header
     assert "on photos 2-3 of training.data's held-out split" in header
     digest = weights_digest(pointer_file.parent / "weights" / "demo.pth")
     assert f"with weights/demo.pth (sha256 {digest})" in header
     results = json.loads((Path(argv[-1]) / "thresholds.json").read_text())
     by_class = {c["class_name"]: c for c in results["choices"]}
-    assert by_class["dial"]["threshold"] == _f32(0.95) and by_class["defect"]["threshold"] is None
+    assert by_class["dial"]["threshold"] == written["dial"]
+    assert by_class["insulator"]["threshold"] is not None
+    assert by_class["defect"]["threshold"] is None
     assert (Path(argv[-1]) / "threshold_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "<- chosen" in out.out
 
@@ -431,9 +460,10 @@ def test_a_lower_precision_writes_both_files(
     insulator = load_score_thresholds(
         repository / "insulator" / "score_thresholds.yaml", ["insulator", "defect"]
     )
-    # Each the lowest score with half its detections right.
-    assert pointer == {"pointer": _f32(0.7), "dial": _f32(0.6)}
-    assert insulator == {"insulator": _f32(0.5), "defect": _f32(0.4)}
+    # Half right: every needle, string and defect down to the floor; the dials above the
+    # wrong one at 0.3 (with it, a third).
+    assert pointer["pointer"] == insulator["insulator"] == insulator["defect"] == 0.05
+    assert _just_above(pointer["dial"], _f32(0.3))
     assert all(0.0 <= v <= 1.0 and not math.isnan(v) for v in {**pointer, **insulator}.values())
 
 

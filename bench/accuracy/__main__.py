@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -796,7 +797,7 @@ def choose(args: argparse.Namespace) -> int:
         chosen[model] = []
         for name in classes[model]:
             scored[name] = combine(parts.get(name, []))
-            chosen[model].append(choose_threshold(name, scored[name], args.precision))
+            chosen[model].append(choose_threshold(name, scored[name], args.precision, args.floor))
     print(
         f"\nScore thresholds for precision >= {args.precision:g} (IoU 0.5, one to one; a "
         f"detection on a photo without its class's objects is wrong), on photos {first}-{last} "
@@ -846,19 +847,21 @@ def choose(args: argparse.Namespace) -> int:
             )
             continue
         weights = files[model].get("weights", "")
+        how = textwrap.wrap(
+            "per class, the lowest score at which its detections keep precision >= "
+            f"{args.precision:g} (just above the highest score left out), matched one to one at "
+            "IoU 0.5, a detection on a photo without the class's objects counted wrong; on "
+            f"photos {first}-{last} of training.data's held-out split of gauges and of "
+            f"insulators (make accuracy measures photos 0-{first - 1}), both detectors asked "
+            f"for every photo (inspect MODELS=both), every detection scored {args.floor:g} or "
+            f"more collected. For {files[model].get('detectron2_config')} with {weights} "
+            f"(sha256 {weights_digest(REPOSITORY / model / weights)}).",
+            width=96,
+        )
         header = [
-            f"Chosen {time.strftime('%Y-%m-%d %H:%M')} by `{command}` (make thresholds): per",
-            f"class, the lowest score at which its detections keep precision >= "
-            f"{args.precision:g},",
-            "matched one to one at IoU 0.5, a detection on a photo without the class's objects",
-            f"counted wrong; on photos {first}-{last} of training.data's held-out split of gauges "
-            "and",
-            f"of insulators (make accuracy measures photos 0-{first - 1}), both detectors asked "
-            "for",
-            f"every photo (inspect MODELS=both), every detection scored {args.floor:g} or more "
-            "collected.",
-            f"For {files[model].get('detectron2_config')} with {weights} (sha256 "
-            f"{weights_digest(REPOSITORY / model / weights)}).",
+            f"Chosen {time.strftime('%Y-%m-%d %H:%M')} (make thresholds) by",
+            f"  {command}",
+            *how,
         ]
         path = thresholds_path(REPOSITORY, model)
         path.write_text(thresholds_yaml(model, chosen[model], header))

@@ -10,8 +10,10 @@ is then the lowest score at which the detections scored at least that keep a sta
 (:func:`choose_threshold`): the most the class can find at that precision.
 
 The server keeps a detection when its score is at least its class's threshold
-(``pipelines.detector``), so a threshold written here is a detection's own score, to the last
-bit, and the precision chosen is the one served.
+(``pipelines.detector``), in float32 as the scores are. A threshold written here is the float32
+just above the score of the highest detection the choice leaves out (every threshold from there
+up to the lowest detection kept answers the same detections on these photos), or the floor when
+it leaves none out, so the precision chosen is the one served.
 
 Pure but for the files it writes; unit-tested on hand-made detections.
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from google.protobuf import text_format
 
@@ -226,17 +229,22 @@ def at_threshold(scored: ScoredClass, threshold: float) -> CurvePoint:
     return CurvePoint(threshold, len(kept), sum(kept), scored.objects)
 
 
-def choose_threshold(class_name: str, scored: ScoredClass, precision: float) -> Choice:
-    """The lowest score at which the class's detections keep ``precision``.
+def choose_threshold(
+    class_name: str, scored: ScoredClass, precision: float, floor: float = 0.0
+) -> Choice:
+    """The lowest score threshold at which the class's detections keep ``precision``.
 
     Of the cuts at each detection's score (:func:`pr_curve`), the lowest whose precision is at
     least ``precision``: at that threshold the class finds the most it can at that precision.
+    The threshold is the lowest that answers that cut's detections and no other: the float32
+    just above the next lower detection's score, or ``floor`` where the cut keeps them all.
 
     Args:
         class_name: the class, for the choice and its notes.
         scored: its judged detections (from :func:`match_class`, :func:`negatives`,
             :func:`combine`).
         precision: the least precision, in ``(0, 1]``.
+        floor: the least score collected (the detections were answered from it).
 
     Raises:
         ValueError: ``precision`` outside ``(0, 1]``.
@@ -248,7 +256,7 @@ def choose_threshold(class_name: str, scored: ScoredClass, precision: float) -> 
     curve = pr_curve(scored)
     if not curve:
         return Choice(class_name, None, None, "no detection of this class at all")
-    meeting = [p for p in curve if p.precision is not None and p.precision >= precision]
+    meeting = [k for k, p in enumerate(curve) if (p.precision or 0.0) >= precision]
     if not meeting:
         best = max(curve, key=lambda p: (p.precision or 0.0, -p.score))
         return Choice(
@@ -258,11 +266,18 @@ def choose_threshold(class_name: str, scored: ScoredClass, precision: float) -> 
             f"precision never reaches {precision:g}: at best {best.precision:.3f} at score "
             f">= {best.score:.4f} ({best.correct}/{best.detections} detections right)",
         )
-    chosen = min(meeting, key=lambda p: p.score)
-    note = ""
-    if chosen is curve[-1]:
+    # The curve runs from the highest score down: the last cut that meets it is the lowest.
+    index = meeting[-1]
+    chosen = curve[index]
+    if index + 1 == len(curve):
+        threshold = float(floor)
         note = "precision is met down to the lowest score collected: a lower floor may find more"
-    return Choice(class_name, chosen.score, chosen, note)
+    else:
+        left_out = np.float32(curve[index + 1].score)
+        threshold = float(np.nextafter(left_out, np.float32(np.inf)))
+        note = ""
+    point = CurvePoint(threshold, chosen.detections, chosen.correct, chosen.objects)
+    return Choice(class_name, threshold, point, note)
 
 
 def _format_share(value: float | None) -> str:
@@ -271,20 +286,19 @@ def _format_share(value: float | None) -> str:
 
 def format_curve(class_name: str, scored: ScoredClass, choice: Choice) -> str:
     """The curve a threshold was chosen from, at round cuts and at the chosen one, as text."""
-    cuts = list(_PRINTED_CUTS)
-    if choice.threshold is not None:
-        # A round cut that prints as the chosen one would show twice (scores are float32).
-        cuts = [c for c in cuts if f"{c:.4f}" != f"{choice.threshold:.4f}"]
-        cuts = sorted([*cuts, choice.threshold])
+    cuts = sorted({*_PRINTED_CUTS, *([choice.threshold] if choice.threshold is not None else [])})
     lines = [
         f"{class_name}: {len(scored.scores)} detections, {scored.objects} objects",
         f"  {'score >=':>10}  {'detections':>10}  {'right':>6}  {'precision':>9}  {'recall':>6}",
     ]
     for cut in cuts:
         point = at_threshold(scored, cut)
-        mark = "  <- chosen" if cut == choice.threshold else ""
+        # The chosen cut to the digit that tells it from a score just below it.
+        chosen = cut == choice.threshold
+        label = f"{cut:.8f}" if chosen else f"{cut:.2f}"
+        mark = "  <- chosen" if chosen else ""
         lines.append(
-            f"  {cut:>10.4f}  {point.detections:>10}  {point.correct:>6}  "
+            f"  {label:>10}  {point.detections:>10}  {point.correct:>6}  "
             f"{_format_share(point.precision):>9}  {_format_share(point.recall):>6}{mark}"
         )
     return "\n".join(lines)
@@ -300,7 +314,7 @@ def format_choices(choices: Sequence[Choice], precision: float) -> str:
         point = choice.point
         note = f"; {choice.note}" if choice.note else ""
         lines.append(
-            f"{choice.class_name}: {choice.threshold:.4f} (precision "
+            f"{choice.class_name}: {choice.threshold:.8f} (precision "
             f"{_format_share(point.precision)} >= {precision:g}, {point.correct}/"
             f"{point.detections} right; recall {_format_share(point.recall)}, "
             f"{point.correct}/{point.objects} objects){note}"
@@ -339,7 +353,7 @@ def read_thresholds(path: Path) -> dict[str, float]:
 
 def thresholds_yaml(model: str, choices: Sequence[Choice], header: Sequence[str]) -> str:
     """The text of a thresholds file: comments saying how the values were chosen, then one
-    ``class: threshold`` line per class, each the very score of the detection it was cut at.
+    ``class: threshold`` line per class, to the last bit.
 
     Args:
         model: the detector, for the first comment line.
@@ -363,7 +377,7 @@ def thresholds_yaml(model: str, choices: Sequence[Choice], header: Sequence[str]
             f"({point.correct}/{point.detections}), recall {_format_share(point.recall)} "
             f"({point.correct}/{point.objects})"
         )
-    # repr: every bit of the score, so that the detection it was cut at is kept.
+    # repr: every bit, so that the server cuts exactly where the choice did.
     lines += [f"{choice.class_name}: {choice.threshold!r}" for choice in choices]
     return "\n".join(lines) + "\n"
 
