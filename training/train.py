@@ -7,11 +7,19 @@ trains on your own photos exported from labelme, CVAT or any tool that writes CO
         --dataset my/annotations.json:my/images --output build/train/my-pointer
 
 The dataset's category names must equal the config's ``CLASS_NAMES`` (same names; ids in that
-order). Checkpoints go to ``--output`` every ``SOLVER.CHECKPOINT_PERIOD`` iterations and on
-Ctrl-C; run the same command with ``--resume`` to go on from the last one. To start from other
-weights (fine-tuning the demo model on your photos, say) give ``MODEL.WEIGHTS path.pth`` among
-the config overrides. Training images get detectron2's resize and flip and
-:class:`training.augment.PhotometricJitter` (white balance, hue, saturation, light).
+order); everything else a run would trip over later (missing images, objects outside their
+image, outlines a mask head needs) is refused before it starts (:func:`check_dataset`).
+
+To fine-tune, start from a recipe in ``training/recipes/`` (COCO or ImageNet weights of
+detectron2's model zoo, or the demo weights; ``MODEL.WEIGHTS`` among the overrides picks other
+weights). What fits the model is loaded, what does not (the heads of another number of classes)
+starts afresh and the log names it; weights of another architecture are refused
+(:mod:`training.checkpoints`). ``--iterations N`` shortens or lengthens a recipe's run with its
+schedule. Checkpoints go to ``--output`` every ``SOLVER.CHECKPOINT_PERIOD`` iterations and on
+Ctrl-C; run the same command with ``--resume`` to go on from the last one. ``--output`` also
+gets ``config.yaml``, the whole config trained, which serves the weights as they were trained.
+Training images get detectron2's resize and flip and :class:`training.augment.PhotometricJitter`
+(white balance, hue, saturation, light).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
@@ -32,11 +41,13 @@ from detectron2.data.detection_utils import build_augmentation
 from detectron2.engine import DefaultTrainer, HookBase
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from detectron2.utils.logger import setup_logger
+from PIL import Image
 
-from pipelines.detector import read_yaml_config
+from pipelines.detector import CheckpointError, read_yaml_config
 from pipelines.roi_align import use_gather_roi_align
 from pipelines.threads import usable_cores
 from training.augment import PhotometricJitter
+from training.checkpoints import WeightsReport, load_for_training
 
 __all__ = [
     "DatasetError",
@@ -47,6 +58,7 @@ __all__ = [
     "cpu_has_bfloat16",
     "keypoint_flip_map",
     "main",
+    "scale_schedule",
     "train",
 ]
 
@@ -57,21 +69,39 @@ class DatasetError(ValueError):
     """A dataset cannot be used for this config; the message says why and names the file."""
 
 
+# How far outside its image an outline or box may reach: labelling tools round to the pixel.
+_OUTSIDE_PX = 1.0
+_EXIF_ORIENTATION = 0x0112
+
+
 def check_dataset(
     annotations: Path,
     images: Path,
     class_names: Sequence[str],
     keypoint_names: Sequence[str] = (),
+    *,
+    masks: bool = False,
 ) -> int:
-    """Checks a COCO file against the model's classes (and keypoints) before training starts.
+    """Checks a COCO file against the model's classes (and keypoints) before training starts,
+    and against its images, so that no problem shows only hours into a run.
+
+    Args:
+        annotations: the COCO instances file.
+        images: the folder its ``file_name`` entries are relative to.
+        class_names: the config's ``CLASS_NAMES``.
+        keypoint_names: the config's ``KEYPOINT_NAMES`` for a model with a keypoint head.
+        masks: whether the model has a mask head, which needs every object's outline.
 
     Returns:
         The number of images.
 
     Raises:
-        DatasetError: the file or folder is missing or unreadable, its categories are not
-            exactly ``class_names`` in id order, or, for a model with keypoints, a category
-            names other keypoints than ``keypoint_names``.
+        DatasetError: the file or folder is missing or unreadable; its categories are not
+            exactly ``class_names`` in id order; it has no images or no objects; an image is
+            missing from the folder or of another size than its entry says; an object names an
+            unknown image or category, has no box, lies outside its image, or (``masks``) has
+            no outline; or, for a model with keypoints, a category names other keypoints than
+            ``keypoint_names``. The message names the file and the first offenders.
     """
     if not annotations.is_file():
         raise DatasetError(f"COCO annotations not found: {annotations}")
@@ -81,7 +111,8 @@ def check_dataset(
         document = json.loads(annotations.read_text())
         categories = sorted(document["categories"], key=lambda c: c["id"])
         names = [c["name"] for c in categories]
-        count = len(document["images"])
+        entries = {entry["id"]: entry for entry in document["images"]}
+        objects = document.get("annotations", [])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DatasetError(f"{annotations} is not a COCO instances file: {error}") from error
     if names != list(class_names):
@@ -99,8 +130,10 @@ def check_dataset(
             f"{list(class_names)}: {'; '.join(details)}. Rename or reorder them (ids ascending "
             "in CLASS_NAMES order), or change CLASS_NAMES and NUM_CLASSES."
         )
-    if count == 0:
+    if not entries:
         raise DatasetError(f"{annotations} has no images")
+    if not objects:
+        raise DatasetError(f"{annotations} has no annotations: there is nothing to learn")
     if keypoint_names:
         for category in categories:
             named = category.get("keypoints")
@@ -115,7 +148,137 @@ def check_dataset(
                 f"head (KEYPOINT_NAMES {list(keypoint_names)}); label them or set "
                 "MODEL.KEYPOINT_ON False"
             )
-    return count
+    _check_images(annotations, images, entries)
+    _check_objects(
+        annotations, entries, objects, {c["id"] for c in categories}, len(keypoint_names), masks
+    )
+    return len(entries)
+
+
+def _offenders(problem: str, found: list[str]) -> str:
+    """``3 images missing (e.g. a.jpg, b.jpg, c.jpg)``."""
+    return f"{len(found)} {problem} (e.g. {', '.join(found[:3])})"
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image as detectron2 reads it, EXIF orientation applied, from
+    its header alone."""
+    with Image.open(path) as image:
+        width, height = image.size
+        # EXIF orientations 5-8 turn the photo by 90 degrees.
+        if image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            return height, width
+    return width, height
+
+
+def _check_images(annotations: Path, images: Path, entries: dict[int, dict]) -> None:
+    missing, unreadable, resized = [], [], []
+    for entry in entries.values():
+        try:
+            path = images / entry["file_name"]
+            expected = (int(entry["width"]), int(entry["height"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise DatasetError(
+                f"{annotations}: image {entry.get('id')} needs file_name, width and height: "
+                f"{error!r}"
+            ) from error
+        if not path.is_file():
+            missing.append(entry["file_name"])
+            continue
+        try:
+            size = _image_size(path)
+        except OSError:
+            unreadable.append(entry["file_name"])
+            continue
+        if size != expected:
+            resized.append(
+                f"{entry['file_name']} is {size[0]}x{size[1]}, its entry {expected[0]}x"
+                f"{expected[1]}"
+            )
+    problems = [
+        _offenders(what, found)
+        for what, found in (
+            (f"images missing from {images}", missing),
+            ("images unreadable", unreadable),
+            ("images of another size than their entry says", resized),
+        )
+        if found
+    ]
+    if problems:
+        raise DatasetError(f"{annotations}: {'; '.join(problems)}")
+
+
+def _check_objects(
+    annotations: Path,
+    entries: dict[int, dict],
+    objects: list[dict],
+    category_ids: set[int],
+    num_keypoints: int,
+    masks: bool,
+) -> None:
+    unknown_image, unknown_category, no_box, outside, malformed, no_outline, bad_keypoints = (
+        [] for _ in range(7)
+    )
+    for item in objects:
+        name = f"annotation {item.get('id')}"
+        entry = entries.get(item.get("image_id"))
+        if entry is None:
+            unknown_image.append(f"{name} (image_id {item.get('image_id')})")
+            continue
+        if item.get("category_id") not in category_ids:
+            unknown_category.append(f"{name} (category_id {item.get('category_id')})")
+        where = f"{name} in {entry['file_name']} ({entry['width']}x{entry['height']})"
+        box = item.get("bbox")
+        if not (isinstance(box, list) and len(box) == 4):
+            no_box.append(name)
+        elif not _inside(
+            [box[0], box[1], box[0] + box[2], box[1] + box[3]], entry["width"], entry["height"]
+        ):
+            outside.append(f"{where}: bbox {box}")
+        segmentation = item.get("segmentation")
+        if isinstance(segmentation, list):
+            for polygon in segmentation:
+                if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+                    malformed.append(f"{where}: {str(polygon)[:40]}")
+                elif not _inside(polygon, entry["width"], entry["height"]):
+                    outside.append(f"{where}: a polygon")
+                else:
+                    continue
+                break
+        if masks and not segmentation:
+            no_outline.append(name)
+        keypoints = item.get("keypoints")
+        if num_keypoints and keypoints is not None and len(keypoints) != 3 * num_keypoints:
+            bad_keypoints.append(f"{name} ({len(keypoints) // 3} keypoints)")
+    problems = [
+        _offenders(what, found)
+        for what, found in (
+            ("annotations of images the file does not list", unknown_image),
+            ("annotations of unknown categories", unknown_category),
+            ("annotations without a bbox [x, y, width, height]", no_box),
+            (f"annotations outside their image (by over {_OUTSIDE_PX} px)", outside),
+            ("polygons that are not flat [x, y, ...] lists of 3 points or more", malformed),
+            ("annotations without a segmentation, which the mask head needs", no_outline),
+            (f"annotations without {num_keypoints} keypoints (x, y, v each)", bad_keypoints),
+        )
+        if found
+    ]
+    if problems:
+        raise DatasetError(f"{annotations}: {'; '.join(problems)}")
+
+
+def _inside(flat: Sequence[float], width: float, height: float) -> bool:
+    """Whether every ``x, y`` of a flat list lies in the image, give or take ``_OUTSIDE_PX``."""
+    try:
+        xy = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        return False
+    return bool(
+        len(xy)
+        and (xy >= -_OUTSIDE_PX).all()
+        and (xy[:, 0] <= width + _OUTSIDE_PX).all()
+        and (xy[:, 1] <= height + _OUTSIDE_PX).all()
+    )
 
 
 def keypoint_flip_map(keypoint_names: Sequence[str]) -> list[tuple[str, str]]:
@@ -132,12 +295,58 @@ def keypoint_flip_map(keypoint_names: Sequence[str]) -> list[tuple[str, str]]:
     ]
 
 
+def scale_schedule(cfg: CfgNode, iterations: int) -> None:
+    """Sets ``SOLVER.MAX_ITER`` to ``iterations`` and moves the learning-rate steps, the
+    warm-up and the checkpoint and evaluation periods with it: each keeps its share of the run.
+
+    Raises:
+        ValueError: ``iterations`` is not positive.
+    """
+    if iterations <= 0:
+        raise ValueError(f"--iterations must be positive, got {iterations}")
+    share = iterations / cfg.SOLVER.MAX_ITER
+    solver = cfg.SOLVER
+    # A step the scaled run does not reach, or that another step lands on, is dropped: the
+    # scheduler wants rising steps before the last iteration.
+    scaled = (max(1, round(step * share)) for step in solver.STEPS)
+    solver.STEPS = tuple(sorted({step for step in scaled if step < iterations}))
+    solver.WARMUP_ITERS = round(solver.WARMUP_ITERS * share)
+    solver.CHECKPOINT_PERIOD = max(1, round(solver.CHECKPOINT_PERIOD * share))
+    if cfg.TEST.EVAL_PERIOD > 0:
+        cfg.TEST.EVAL_PERIOD = max(1, round(cfg.TEST.EVAL_PERIOD * share))
+    solver.MAX_ITER = iterations
+
+
 def build_config(
-    config_path: Path, output: Path, device: str, overrides: Sequence[str] = ()
+    config_path: Path,
+    output: Path,
+    device: str,
+    overrides: Sequence[str] = (),
+    iterations: int | None = None,
 ) -> CfgNode:
-    """The training config: the detector's YAML, this run's dataset, output and device."""
+    """The training config: the detector's YAML (or a recipe of training/recipes/ built on
+    one), the overrides, this run's dataset, output and device.
+
+    Args:
+        config_path: the YAML.
+        output: the run's folder.
+        device: ``"cpu"`` or ``"cuda"``.
+        overrides: ``KEY VALUE`` pairs, as detectron2's ``merge_from_list`` takes them.
+        iterations: the run's length, the schedule scaled to it (:func:`scale_schedule`);
+            ``None`` keeps ``SOLVER.MAX_ITER``.
+    """
     cfg = read_yaml_config(config_path)
     cfg.merge_from_list(list(overrides))
+    if iterations is not None:
+        scale_schedule(cfg, iterations)
+    late = [step for step in cfg.SOLVER.STEPS if step >= cfg.SOLVER.MAX_ITER]
+    if late:
+        logger.warning(
+            "SOLVER.STEPS %s lie at or past SOLVER.MAX_ITER %d: the learning rate never drops "
+            "there. --iterations N scales the steps with the run.",
+            late,
+            cfg.SOLVER.MAX_ITER,
+        )
     cfg.DATASETS.TRAIN = ("train",)
     cfg.DATASETS.TEST = ()
     cfg.TEST.EVAL_PERIOD = 0
@@ -169,7 +378,10 @@ class Trainer(DefaultTrainer):
 
     Its log line every 20 iterations carries the ETA, losses, time per iteration and rate.
     (The default writers also want TensorBoard, which this project does not install.)
+    ``MODEL.WEIGHTS`` loads as fine-tuning needs (:meth:`resume_or_load`).
     """
+
+    weights: WeightsReport | None = None
 
     def __init__(self, cfg: CfgNode) -> None:
         cpu_amp = cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cpu"
@@ -184,6 +396,20 @@ class Trainer(DefaultTrainer):
             # The forward only: backward ops follow the forward's types by themselves, and
             # the module stays the one the checkpointer saves (float32 weights, same keys).
             self.model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(self.model.forward)
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """Resumes from the last checkpoint in the output folder (``resume`` and one exists,
+        detectron2's own), or loads ``MODEL.WEIGHTS`` for training
+        (:func:`training.checkpoints.load_for_training`: what fits, the rest named).
+
+        Raises:
+            CheckpointError: ``MODEL.WEIGHTS`` cannot be read or is of another architecture.
+        """
+        if resume and self.checkpointer.has_checkpoint():
+            super().resume_or_load(resume=True)
+            return
+        self.weights = load_for_training(self.model, self.cfg)
+        self.start_iter = 0
 
     def build_writers(self) -> list:
         return [
@@ -243,6 +469,8 @@ def train(cfg: CfgNode, resume: bool) -> Path:
 
     Raises:
         KeyboardInterrupt: after the interrupted run's checkpoint is saved.
+        CheckpointError: ``MODEL.WEIGHTS`` cannot be read or is of another architecture
+            (before the first iteration).
     """
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=resume)
@@ -265,7 +493,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mask_rcnn_R18_FPN_demo.yaml --dataset build/data/gauges/train/annotations.json:"
         "build/data/gauges/train/images --output build/train/pointer",
     )
-    parser.add_argument("--config", type=Path, required=True, help="The detector's YAML.")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="The detector's YAML, or a fine-tuning recipe (training/recipes/).",
+    )
     parser.add_argument(
         "--dataset",
         required=True,
@@ -288,7 +521,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads cost far more than they gain). Default is every usable core.",
     )
     parser.add_argument(
-        "opts", nargs="*", default=[], help="Config overrides, e.g. SOLVER.MAX_ITER 100."
+        "--iterations",
+        type=int,
+        help="Train this many iterations, with the learning-rate steps, warm-up and checkpoint "
+        "period moved to keep their share of the run. Default is the config's SOLVER.MAX_ITER.",
+    )
+    parser.add_argument(
+        "opts",
+        nargs="*",
+        default=[],
+        help="Config overrides, e.g. MODEL.WEIGHTS my/model_final.pth SOLVER.IMS_PER_BATCH 4.",
     )
     args = parser.parse_args(argv)
 
@@ -296,7 +538,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logger(name="training")
     annotations, _, images = args.dataset.rpartition(":")
     try:
-        cfg = build_config(args.config, args.output, args.device, args.opts)
+        try:
+            cfg = build_config(args.config, args.output, args.device, args.opts, args.iterations)
+        except (KeyError, ValueError) as error:  # yacs: an unknown key, a value of another type
+            raise DatasetError(f"{args.config} with {args.opts}: {error}") from error
+        classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        if len(cfg.CLASS_NAMES) != classes:
+            raise DatasetError(
+                f"{args.config}: CLASS_NAMES has {len(cfg.CLASS_NAMES)} names but "
+                f"MODEL.ROI_HEADS.NUM_CLASSES is {classes}"
+            )
         keypoint_names = cfg.KEYPOINT_NAMES if cfg.MODEL.KEYPOINT_ON else []
         if (
             cfg.MODEL.KEYPOINT_ON
@@ -307,7 +558,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS is "
                 f"{cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS}"
             )
-        check_dataset(Path(annotations), Path(images), cfg.CLASS_NAMES, keypoint_names)
+        check_dataset(
+            Path(annotations),
+            Path(images),
+            cfg.CLASS_NAMES,
+            keypoint_names,
+            masks=cfg.MODEL.MASK_ON,
+        )
     except (DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -324,6 +581,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.output / "config.yaml").write_text(cfg.dump())
     try:
         final = train(cfg, args.resume)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     logger.info("Done: %s", final)
