@@ -89,7 +89,9 @@ PRODUCTION_RESIZE = "shortest_edge=800 max_size=1333 channel_order=BGR"
 
 def switch_to_production(repository: Path, weights: Mapping[str, Path]) -> None:
     """Edits a copy of the repository as the README tells a user to: per detector, the two
-    parameters that name the R50-FPN YAML and its weights, and its resize in ``preprocess``.
+    parameters that name the R50-FPN YAML and its weights, and its resize in ``preprocess``;
+    the demo weights' score thresholds go (other weights serve their YAML's until they have
+    thresholds of their own).
 
     Raises:
         ValueError: a config does not have the shipped demo settings to replace.
@@ -102,6 +104,7 @@ def switch_to_production(repository: Path, weights: Mapping[str, Path]) -> None:
         if f'string_value: "{demo}"' not in shipped or '"weights/demo.pth"' not in shipped:
             raise ValueError(f"{config}: not the shipped demo parameters")
         edited = shipped.replace(f'"{demo}"', f'"{production}"')
+        edited = re.sub(r'\n *\{ key: "score_thresholds",[^\n]*\}\s*,?', "", edited)
         config.write_text(edited.replace('"weights/demo.pth"', f'"{weights[name]}"'))
         text, count = re.subn(
             rf'(key: "{image}", value: {{ string_value: )"[^"]*"', rf'\1"{PRODUCTION_RESIZE}"', text

@@ -133,6 +133,7 @@ def test_production_repository_switches_what_the_readme_names(tmp_path: Path) ->
         parameters = model_tensors(repository, name).parameters
         assert parameters["detectron2_config"] == production
         assert parameters["weights"] == str(weights[name])
+        assert "score_thresholds" not in parameters, "the demo weights' thresholds"
         assert (repository / name / production).is_file()
         assert not (repository / name / "weights").exists()
         resize = model_tensors(repository, "preprocess").parameters[image]
