@@ -1,7 +1,8 @@
 """``python -m bench`` (``make bench``): the side-by-side benchmark.
 
-Starts the shipped server and a one-at-a-time copy on free ports, runs the sections, prints a
-table of ratios, and writes ``results.json``, ``table.txt`` and PNG plots to ``--out``.
+Starts the shipped server and a one-at-a-time copy on free ports (and with ``--precision`` a
+copy whose detectors serve that precision), runs the sections, prints a table of ratios, and
+writes ``results.json``, ``table.txt`` and PNG plots to ``--out``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ SECTIONS = ("overhead", "both", "preprocess", "throughput", "transport")
 _NEEDS_BENCH_SERVER = {"throughput", "transport"}
 _NEEDS_MAIN_SERVER = {"overhead", "both", "throughput", "transport"}
 
+
+# --precision: the lower precisions section 1 can add.
+LOWER_PRECISIONS = ("bfloat16", "float16")
 
 # --recipes: what each choice serves, as the table's header names it.
 RECIPES = {
@@ -118,6 +122,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "heaviest case, their detections meaningless.",
     )
     parser.add_argument(
+        "--precision",
+        choices=LOWER_PRECISIONS,
+        default=None,
+        help="Also serve the detectors in this lower precision (config.pbtxt's precision: "
+        "bfloat16 on a CPU with AVX512-BF16 or AMX, float16 on a GPU), from a copy of the "
+        "repository on a server of its own, and time them in section 1 beside float32, "
+        "against DefaultPredictor. Works with --recipes. Default is float32 only.",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path("build/bench"),
@@ -166,13 +179,33 @@ def untrained_production_weights(folder: Path) -> dict[str, Path]:
     return weights
 
 
+def lower_precision_note(precision: str, on_gpu: bool) -> str:
+    """Why the server would serve ``precision`` as float32 on this machine (``""`` if it
+    serves it), as the detectors decide it (:func:`pipelines.detector.served_precision`).
+
+    Raises:
+        PrecisionError: the precision is not for this machine's device (float16 on a CPU).
+    """
+    from pipelines.detector import parse_precision, served_precision
+
+    dtype = parse_precision(precision, "--precision")
+    _, why = served_precision(dtype, "cuda:0" if on_gpu else "cpu")
+    return f"the {precision} rows measure float32: {why}" if why else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the benchmark; returns the exit code."""
     args = parse_args(argv)
     # Heavy imports after argument parsing, so that --help is instant.
     from bench.plots import write_plots
     from bench.sections import Bench
-    from bench.servers import start_server, write_bench_repository, write_production_repository
+    from bench.servers import (
+        DETECTOR_PATHS,
+        start_server,
+        write_bench_repository,
+        write_precision_repository,
+        write_production_repository,
+    )
     from server.launch import REPO_ROOT, Ports, ServerStartError
     from tests.support import free_ports
 
@@ -187,7 +220,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         weights = untrained_production_weights(REPO_ROOT / "build" / "untrained")
         repository = write_production_repository(out / "repository-r50", weights)
     servers = []
-    ports = [Ports(*free_ports(3)), Ports(*free_ports(3))]
+    ports = [Ports(*free_ports(3)), Ports(*free_ports(3)), Ports(*free_ports(3))]
+    lower_note = ""
+    # Only section 1 compares precisions.
+    lower = args.precision if "overhead" in sections else None
+    if lower:
+        try:
+            lower_note = lower_precision_note(lower, bool(machine["gpus"]))
+        except ValueError as error:  # float16 on a CPU
+            print(f"bench: error: --precision {lower}: {error}", file=sys.stderr)
+            return 2
+        if lower_note:
+            print(f"bench: warning: {lower_note}", flush=True)
     started = time.monotonic()
     try:
         if sections & _NEEDS_MAIN_SERVER:
@@ -197,6 +241,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             copy = write_bench_repository(out / "repository-one-at-a-time", repository)
             print(f"bench: starting a one-at-a-time server on {copy} ...", flush=True)
             servers.append(start_server(ports[1], copy, out / "tritonserver-one-at-a-time.log"))
+        if lower:
+            copy = write_precision_repository(
+                out / f"repository-{lower}", lower, repository, DETECTOR_PATHS
+            )
+            print(f"bench: starting a {lower} server on {copy} ...", flush=True)
+            servers.append(start_server(ports[2], copy, out / f"tritonserver-{lower}.log"))
         for server in servers:
             server.wait_until_ready(timeout_s=900)
         print(f"bench: servers ready after {time.monotonic() - started:.0f} s", flush=True)
@@ -212,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             rounds=args.rounds,
             warmup=args.warmup,
             on_gpu=bool(machine["gpus"]),
+            lower_precision=lower or "",
+            lower_grpc=f"localhost:{ports[2].grpc}" if lower else "",
+            lower_note=lower_note,
         )
         rows: list[Row] = []
         raw: dict[str, Any] = {}
@@ -239,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.sort(key=lambda row: row.section)  # stable: keeps each section's own order
     header = (
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine_line(machine)}, "
-        f"{RECIPES[args.recipes]}; "
+        f"{RECIPES[args.recipes]}"
+        f"{f', detectors also in {lower}' if lower else ''}; "
         f"load average {load_before[0]:.1f} at start, {load_after[0]:.1f} at end "
         f"(above {machine['cores']}: other work shared the machine). "
         "ratio = median of per-round ratios to 'vs'; < 1 is faster."

@@ -96,6 +96,11 @@ class Bench:
         rounds: timed rounds per section (fast sections multiply it).
         warmup: untimed rounds first.
         on_gpu: whether the server has a GPU (picks the goals that apply).
+        lower_precision: the detectors' lower precision (``"bfloat16"``, ``"float16"``) that
+            section 1 measures beside float32; ``""`` for none.
+        lower_grpc: ``host:port`` of the gRPC endpoint of the server whose detectors serve it.
+        lower_note: why that server computes in float32 after all (hardware without the
+            lower precision); ``""`` when it serves it.
     """
 
     repository: Path
@@ -108,15 +113,21 @@ class Bench:
     rounds: int = 5
     warmup: int = 1
     on_gpu: bool = False
+    lower_precision: str = ""
+    lower_grpc: str = ""
+    lower_note: str = ""
 
     def __post_init__(self) -> None:
         self.http = JpegClient(self.main_http, "http")
         self.grpc = JpegClient(self.main_grpc, "grpc")
+        self.lower = JpegClient(self.lower_grpc, "grpc") if self.lower_grpc else None
 
     def close(self) -> None:
         """Closes the connections."""
         self.http.close()
         self.grpc.close()
+        if self.lower is not None:
+            self.lower.close()
 
     # 1 -------------------------------------------------------------------------------------
     def overhead(self, models: list[str]) -> SectionResult:
@@ -124,9 +135,12 @@ class Bench:
         ``DefaultPredictor`` in this process on the same image, config and weights.
 
         The in-process baseline decodes the JPEG too (PIL, as ``read_image`` does): the served
-        paths decode it in ``preprocess``.
+        paths decode it in ``preprocess``. With :attr:`lower_precision`, each detector's
+        ensemble on the lower-precision server is timed in the same rounds, against
+        ``DefaultPredictor`` (float32) and against the float32 ensemble.
         """
         goal = "<= 1.10x (GPU)" if self.on_gpu else "<= 0.67x (CPU)"
+        lower_goal = "" if self.on_gpu else f"<= 0.60x (CPU, {self.lower_precision})"
         result = SectionResult()
         for model in models:
             predictor = self._predictor(model)
@@ -140,11 +154,22 @@ class Bench:
                 f"{ensemble} grpc": lambda m=ensemble: self.grpc.infer(m, self.jpeg),
                 bls: lambda m=model: self.grpc.infer("inspect", self.jpeg, {MODELS: m}),
             }
+            lower = f"{ensemble} grpc {self.lower_precision}"
+            if self.lower is not None:
+                variants[lower] = lambda m=ensemble: self.lower.infer(m, self.jpeg)
             samples = interleaved(variants, self.rounds, self.warmup, f"1 overhead {model}")
             base = "DefaultPredictor"
             result.rows.append(_row("1 overhead", base, samples, note=f"{model}, in-process"))
             for name in list(variants)[1:]:
+                if name == lower:
+                    continue
                 result.rows.append(_row("1 overhead", name, samples, base, goal))
+            if self.lower is not None:
+                note = self.lower_note or f"detector in {self.lower_precision}"
+                result.rows.append(_row("1 overhead", lower, samples, base, lower_goal, note))
+                result.rows.append(
+                    _row("1 overhead", lower, samples, f"{ensemble} grpc", note="vs float32")
+                )
             result.rows.append(
                 _row("5 transport", bls, samples, f"{ensemble} grpc", note="BLS vs ensemble")
             )

@@ -1,4 +1,5 @@
-"""The servers the benchmark starts: the shipped repository, and a one-at-a-time copy of it."""
+"""The servers the benchmark starts: the shipped repository, a one-at-a-time copy of it, and
+(``--precision``) a copy whose detectors serve a lower precision."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from pathlib import Path
 from server.launch import REPO_ROOT, Ports, TritonServer
 
 __all__ = [
+    "DETECTOR_PATHS",
     "ECHO_MODEL",
+    "PRECISION_MODELS",
     "PRODUCTION",
     "UNBATCHED_MODELS",
+    "set_precision",
     "start_server",
     "strip_dynamic_batching",
     "switch_to_production",
     "write_bench_repository",
+    "write_precision_repository",
     "write_production_repository",
 ]
 
@@ -127,6 +132,58 @@ def write_production_repository(
         shutil.rmtree(target)
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("weights", "__pycache__"))
     switch_to_production(target, weights)
+    return target
+
+
+# The detectors whose precision a copy of the repository sets.
+PRECISION_MODELS = ("pointer", "insulator")
+# What the ensembles of the detectors need, for a server that serves only them.
+DETECTOR_PATHS = ("preprocess", "pointer", "insulator", "pointer_ensemble", "insulator_ensemble")
+_PRECISION = re.compile(r'(key: "precision", value: \{ string_value: )"[^"]*"')
+
+
+def set_precision(config_text: str, precision: str, path: Path) -> str:
+    """A detector's ``config.pbtxt`` with its ``precision`` parameter set to ``precision``.
+
+    Raises:
+        ValueError: the config has no ``precision`` parameter (naming ``path``).
+    """
+    text, count = _PRECISION.subn(rf'\1"{precision}"', config_text)
+    if count != 1:
+        raise ValueError(f"{path}: no precision parameter to set")
+    return text
+
+
+def write_precision_repository(
+    target: Path,
+    precision: str,
+    source: Path = REPO_ROOT / "repository",
+    models: Iterable[str] | None = None,
+) -> Path:
+    """Copies the repository's ``models`` (all by default) to ``target``, the detectors among
+    them set to serve ``precision``; ``weights`` folders are linked, never copied.
+
+    Returns:
+        ``target``, rewritten from scratch.
+
+    Raises:
+        ValueError: a detector's config has no ``precision`` parameter.
+    """
+    if target.exists():
+        shutil.rmtree(target)
+    names = (
+        list(models)
+        if models is not None
+        else sorted(p.name for p in source.iterdir() if (p / "config.pbtxt").is_file())
+    )
+    for model in names:
+        src, dst = source / model, target / model
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("weights", "__pycache__"))
+        if (src / "weights").is_dir():
+            (dst / "weights").symlink_to((src / "weights").resolve(), target_is_directory=True)
+        if model in PRECISION_MODELS:
+            config = dst / "config.pbtxt"
+            config.write_text(set_precision(config.read_text(), precision, src / "config.pbtxt"))
     return target
 
 
