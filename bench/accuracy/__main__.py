@@ -43,6 +43,13 @@ from bench.accuracy.metrics import (
     instances_to_detections,
     world_figures,
 )
+from bench.accuracy.precision import (
+    DTYPES,
+    MAX_ANGLE_MEDIAN_DIFF,
+    MAX_AP50_DIFF,
+    MAX_STATUS_CHANGED,
+    measure_in_precision,
+)
 from bench.accuracy.readings import (
     READING_GOALS,
     READING_MAX_GOALS,
@@ -277,6 +284,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="The least score collected: no threshold is chosen below it. "
         f"Default is {DEFAULT_FLOOR:g}.",
     )
+    lower = parser.add_argument_group(
+        "a lower precision",
+        "Measure the detectors served in a lower precision (config.pbtxt's precision) from a "
+        "copy of the repository, and compare with float32's results.json on the same photos: "
+        f"AP50 per class within {MAX_AP50_DIFF:g}, needle-angle error median within "
+        f"{MAX_ANGLE_MEDIAN_DIFF:g} degree, reading status changed on at most "
+        f"{MAX_STATUS_CHANGED:.0%} of the meters.",
+    )
+    lower.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="The detectors' precision: bfloat16 (a CPU with AVX512-BF16 or AMX) or float16 "
+        "(a GPU) serve a copy of the repository, writing to build/accuracy-DTYPE unless --out "
+        "is given. Default is float32, the repository as it is.",
+    )
+    lower.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="RESULTS",
+        help="The float32 results.json to compare a --dtype run with (its readings_*.json "
+        "beside it). Default is build/accuracy/results.json, where there is one.",
+    )
     add_connection_arguments(
         parser,
         url_help="host:port of a running server to measure (for --protocol). Default is to "
@@ -290,6 +321,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         )
     if args.choose_thresholds and args.precision == 0.0:
         parser.error("--precision must be above 0")
+    if args.dtype != "float32" and (args.url is not None or args.choose_thresholds):
+        parser.error(
+            "--dtype serves a copy of the repository: not with --url or --choose-thresholds"
+        )
     return args
 
 
@@ -346,10 +381,11 @@ def calibration_folder(data: Path, kind: str) -> Path:
 
 
 def detector_files(client: JpegClient, model: str) -> dict[str, str]:
-    """The detectron2 config, weights and score thresholds file the server's ``model`` loaded,
-    as its config names them (no thresholds file: the YAML's own threshold)."""
+    """The detectron2 config, weights, score thresholds file and precision the server's
+    ``model`` loaded, as its config names them (no thresholds file: the YAML's own threshold;
+    no precision: float32)."""
     parameters = client.parameters(model)
-    keys = ("detectron2_config", "weights", "score_thresholds")
+    keys = ("detectron2_config", "weights", "score_thresholds", "precision")
     return {key: parameters[key] for key in keys if key in parameters}
 
 
@@ -872,6 +908,8 @@ def choose(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Measures (or, with ``--choose-thresholds``, chooses thresholds); the exit status."""
     args = parse_args(argv)
+    if args.dtype != "float32":
+        return measure_in_precision(args, measure)
     return choose(args) if args.choose_thresholds else measure(args)
 
 
