@@ -7,6 +7,7 @@ accuracy, here on a few drawn photos and by ``make accuracy`` on the held-out se
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from torchvision.ops import box_iou
 import pipelines.detector
 from bench.__main__ import lower_precision_note
 from bench.__main__ import parse_args as bench_args
+from bench.accuracy.__main__ import parse_args as accuracy_args
+from bench.accuracy.precision import compare_runs, format_differences, status_changes
 from bench.servers import DETECTOR_PATHS, set_precision, write_precision_repository
 from pipelines.detector import (
     PRECISIONS,
@@ -491,3 +494,86 @@ def test_bench_says_when_its_lower_precision_rows_measure_float32(
     assert note.startswith("the bfloat16 rows measure float32: this CPU has no bfloat16")
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     assert lower_precision_note("bfloat16", on_gpu=False) == ""
+
+
+# --- make accuracy --dtype -------------------------------------------------------------------
+
+
+def reading(image_id: int, x: float, status: str) -> dict[str, Any]:
+    return {"image_id": image_id, "dial_bbox": [x, 10.0, 100.0, 100.0], "status": status}
+
+
+def test_reading_statuses_are_compared_meter_by_meter() -> None:
+    float32 = [reading(1, 0, "ok"), reading(1, 300, "ok"), reading(2, 0, "no needle")]
+    # Photo 1: both dials again, a few pixels off, one now unread; photo 2's dial lost, and a
+    # dial float32 did not read found on photo 3.
+    lower = [reading(1, 304, "ok"), reading(1, 3, "no needle"), reading(3, 0, "ok")]
+    assert status_changes(float32, lower) == (3, 4)
+    assert status_changes(float32, float32) == (0, 3)
+
+
+def results(ap50: float, angle: float | None, limit: int | None = 20) -> dict[str, Any]:
+    return {
+        "limit": limit,
+        "sets": {"gauges": {"images": 20}, "insulators": {"images": 20}},
+        "detector_files": {"pointer": {"detectron2_config": "a.yaml", "weights": "w.pth"}},
+        "figures": [
+            {"set": "gauges", "name": "dial AP50 (box)", "value": ap50},
+            {"set": "gauges", "name": "dial AP50 (mask)", "value": 0.9},
+            {"set": "gauges", "name": "needle angle error median", "value": angle},
+            {"set": "gauges", "name": "dial found", "value": 0.5},
+            {"set": "insulators", "name": "defect AP50 (box)", "value": 0.7},
+        ],
+    }
+
+
+def test_the_comparison_holds_each_figure_to_its_limit(tmp_path: Path) -> None:
+    folders = tmp_path / "float32", tmp_path / "bfloat16"
+    for folder, statuses in zip(folders, (["ok"] * 100, ["ok"] * 99 + ["no needle"]), strict=True):
+        folder.mkdir()
+        readings = [reading(i, 0, status) for i, status in enumerate(statuses)]
+        (folder / "readings_gauges.json").write_text(json.dumps(readings))
+    differences, why_not = compare_runs(results(0.80, 1.00), results(0.795, 1.12), *folders)
+    assert why_not == ""
+    by_name = {(d.set, d.name): d for d in differences}
+    assert set(by_name) == {
+        ("gauges", "dial AP50 (box)"),
+        ("gauges", "dial AP50 (mask)"),
+        ("gauges", "needle angle error median"),
+        ("insulators", "defect AP50 (box)"),
+        ("gauges", "reading status changed (1/100)"),
+    }, "AP50 per class, the angle median and the statuses; not the other figures"
+    assert by_name["gauges", "dial AP50 (box)"].within
+    assert not by_name["gauges", "needle angle error median"].within
+    assert by_name["gauges", "reading status changed (1/100)"].within
+    table = format_differences(differences, "bfloat16")
+    assert "OFF" in table and table.count(" ok") == 4
+    differences, _ = compare_runs(results(0.80, None), results(0.78, None), *folders)
+    by_name = {(d.set, d.name): d for d in differences}
+    assert not by_name["gauges", "dial AP50 (box)"].within
+    assert by_name["gauges", "needle angle error median"].within, "undefined in both"
+
+
+def test_runs_of_other_photos_or_weights_are_not_compared(tmp_path: Path) -> None:
+    def why_not(float32: dict[str, Any], lower: dict[str, Any]) -> str:
+        return compare_runs(float32, lower, tmp_path, tmp_path)[1]
+
+    assert why_not(results(0.8, 1.0), results(0.8, 1.0)) == ""
+    assert "--limit differs" in why_not(results(0.8, 1.0), results(0.8, 1.0, None))
+    other = results(0.8, 1.0)
+    other["detector_files"]["pointer"]["weights"] = "other.pth"
+    assert "pointer's weights differs" in why_not(results(0.8, 1.0), other)
+    fewer = results(0.8, 1.0)
+    fewer["sets"] = {"gauges": {"images": 5}}
+    assert "no set measured on the same photos" in why_not(results(0.8, 1.0), fewer)
+    lowered = results(0.8, 1.0)
+    lowered["detector_files"]["pointer"]["precision"] = "bfloat16"
+    assert "served bfloat16, not float32" in why_not(lowered, results(0.8, 1.0))
+
+
+def test_accuracy_serves_a_precision_only_from_its_own_copy() -> None:
+    assert accuracy_args(["--dtype", "bfloat16"]).dtype == "bfloat16"
+    assert accuracy_args([]).dtype == "float32"
+    for argv in (["--dtype", "bfloat16", "--url", "localhost:8001"], ["--dtype", "fp16"]):
+        with pytest.raises(SystemExit):
+            accuracy_args(argv)
