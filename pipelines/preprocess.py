@@ -206,8 +206,9 @@ class PreprocessConfig:
 
         Each image output's parameter (:func:`parse_image_parameter`) is ``detector=NAME``, the
         resize written out, or both. With ``model_dir`` a named detector's YAML gives the resize
-        (:func:`detector_resize`), and a resize written beside it must be the same; without it
-        (a caller with no repository at hand) a written resize is taken as it is.
+        (:func:`detector_resize`), and a resize written beside it must be the same. A written
+        resize is taken as it is without ``model_dir`` (a caller with no repository at hand),
+        or when the named detector is not in the repository (preprocessing served alone).
 
         Args:
             parameters: the model's parameters; each image output's resize is the parameter
@@ -264,6 +265,9 @@ def _image_resize(output: str, text: str, model_dir: Path | None) -> Resize:
                 f"{where}'{_DETECTOR_KEY}={detector}' takes the resize from the detector's "
                 "YAML, and no model repository was given to find it in"
             )
+        return written
+    if written is not None and not (model_dir.parent / detector / "config.pbtxt").is_file():
+        # Served without that detector (preprocessing alone): no detector to feed wrongly.
         return written
     try:
         yaml_path, wanted = detector_resize(model_dir.parent, detector)

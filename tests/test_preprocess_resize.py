@@ -148,6 +148,18 @@ def test_without_a_repository_a_written_resize_is_taken_and_a_detector_alone_is_
     assert config.resize("POINTER_IMAGE") == Resize(10, 20, "RGB")
 
 
+def test_without_its_detector_a_written_resize_serves_as_it_is(tmp_path: Path) -> None:
+    """Preprocessing served alone: there is no detector to feed the wrong size."""
+    repository = copy_configs(tmp_path)
+    shutil.rmtree(repository / "insulator")
+    assert preprocess_config(repository).resize("INSULATOR_IMAGE") == DEMO_INSULATOR
+    set_parameter(
+        repository / "preprocess" / "config.pbtxt", "INSULATOR_IMAGE", "detector=insulator"
+    )
+    with pytest.raises(ValueError, match="no model 'insulator' in"):
+        preprocess_config(repository)
+
+
 def test_a_resize_reads_back_as_written() -> None:
     for resize in (DEMO_POINTER, Resize(1, 2, "RGB")):
         assert Resize.parse(resize.parameter()) == resize
