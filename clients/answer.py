@@ -1,4 +1,5 @@
-"""Reads the ``inspect`` router's answer and draws it onto the photo.
+"""Reads the ``inspect`` router's answer, draws it onto the photo, and writes answers as a COCO
+dataset to correct rather than draw from nothing (:class:`CocoInstances`).
 
 The answer is a JSON document (``DETECTIONS``) plus the mask crops (``MASKS``); see
 ``bls/merge.py`` for the format. Nothing here needs detectron2.
@@ -12,16 +13,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
 __all__ = [
     "Answer",
+    "CocoInstances",
     "Instance",
     "ModelResult",
     "draw_answer",
     "format_answer",
     "format_reading",
+    "mask_polygons",
     "parse_answer",
 ]
 
@@ -258,3 +262,156 @@ def _draw_readings(draw: ImageDraw.ImageDraw, answer: Answer) -> None:
         label = format_reading(index, reading).split(" (")[0]
         draw.rectangle(draw.textbbox((cx + 8, cy + 8), label), fill=(0, 0, 0))
         draw.text((cx + 8, cy + 8), label, fill=_READING_COLOUR)
+
+
+# Outlines are traced on a mask enlarged this many times: a polygon through the centres of a
+# mask's edge pixels lies half a pixel inside it, which takes a third off a needle 3 px wide.
+_TRACE_SCALE = 4
+
+
+def mask_polygons(
+    mask: np.ndarray, origin: tuple[int, int] = (0, 0), tolerance: float = 0.5
+) -> list[list[float]]:
+    """The outlines of a mask as COCO polygons, in image pixels (continuous coordinates, the
+    image's top-left corner at 0, 0).
+
+    Each outline runs along its pixels' outer edges, within ``1 / 8`` px, and is simplified to
+    within ``tolerance`` px (Douglas-Peucker). Holes are left out: COCO polygons have none.
+
+    Args:
+        mask: ``bool [height, width]``, a crop of the image.
+        origin: ``(x, y)`` of the crop's top-left pixel in the image.
+        tolerance: how far a simplified outline may stray from the traced one, in pixels.
+
+    Returns:
+        Flat ``[x0, y0, x1, y1, ...]`` lists of 3 points or more, one per separate part.
+    """
+    if not mask.any():
+        return []
+    scale = _TRACE_SCALE
+    enlarged = np.kron(mask.astype(np.uint8), np.ones((scale, scale), np.uint8))
+    contours, _ = cv2.findContours(enlarged, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    polygons = []
+    for contour in contours:
+        simplified = cv2.approxPolyDP(contour, tolerance * scale, closed=True)
+        points = simplified.reshape(-1, 2).astype(np.float64)
+        if len(points) < 3:
+            continue
+        # Enlarged pixel k spans [k, k + 1) / scale of the crop; its centre is (k + 0.5) / scale.
+        points = (points + 0.5) / scale + np.asarray(origin, dtype=np.float64)
+        polygons.append([round(float(v), 2) for v in points.reshape(-1)])
+    return polygons
+
+
+@dataclass
+class CocoInstances:
+    """One detector's answers as a COCO instances dataset, built photo by photo: a draft for a
+    labelling tool (CVAT, labelme) to correct, which ``training.train`` takes as it is.
+
+    Category ids are 1-based in ``class_names`` order (the detector's ``CLASS_NAMES``), so a
+    model trained on the file has the served model's classes. Each object has its box, its
+    outline where the detector has masks, its keypoints where the detector has a keypoint head
+    (COCO's pixel-index convention: half a pixel less than the answer's continuous coordinates;
+    all zero on classes without them), and its ``score``, an extra field that tools keep as an
+    attribute and training ignores.
+
+    Attributes:
+        model: the detector, as the answer names it.
+        class_names: its ``CLASS_NAMES``.
+        keypoint_names: its ``KEYPOINT_NAMES`` where it serves keypoints, else empty.
+        description: stored in the file's ``info``.
+    """
+
+    model: str
+    class_names: list[str]
+    keypoint_names: list[str] = field(default_factory=list)
+    description: str = ""
+    images: list[dict[str, Any]] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, file_name: str, answer: Answer, min_score: float = 0.0) -> int:
+        """Adds one photo and the detector's instances in it scoring at least ``min_score``.
+
+        Args:
+            file_name: the photo's path relative to the image folder.
+            answer: the router's answer for the photo, which ran :attr:`model` successfully.
+            min_score: the lowest score kept.
+
+        Returns:
+            How many instances were added (an instance whose mask is empty is left out).
+
+        Raises:
+            ValueError: the answer has no successful result of :attr:`model`, or names a class
+                that is not in :attr:`class_names` at its index.
+        """
+        result = answer.models.get(self.model)
+        if result is None or result.status != "ok":
+            raise ValueError(f"{file_name}: the answer has no result of {self.model}")
+        image_id = len(self.images) + 1
+        self.images.append(
+            {"id": image_id, "file_name": file_name, "width": answer.width, "height": answer.height}
+        )
+        added = 0
+        for instance in result.instances:
+            if instance.score < min_score:
+                continue
+            entry = self._annotation(file_name, instance, image_id)
+            if entry is not None:
+                self.annotations.append(entry)
+                added += 1
+        return added
+
+    def _annotation(
+        self, file_name: str, instance: Instance, image_id: int
+    ) -> dict[str, Any] | None:
+        index = instance.class_id
+        if not (0 <= index < len(self.class_names)) or self.class_names[index] != (
+            instance.class_name
+        ):
+            raise ValueError(
+                f"{file_name}: {self.model} answered class {instance.class_name!r} (id "
+                f"{index}), which is not in its CLASS_NAMES {self.class_names} at that index"
+            )
+        x1, y1, x2, y2 = instance.box
+        entry: dict[str, Any] = {
+            "id": len(self.annotations) + 1,
+            "image_id": image_id,
+            "category_id": index + 1,
+            "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+            "area": round((x2 - x1) * (y2 - y1), 2),
+            "iscrowd": 0,
+            "score": round(instance.score, 4),
+        }
+        if instance.mask is not None:
+            polygons = mask_polygons(instance.mask, instance.mask_origin)
+            if not polygons:
+                return None
+            entry["segmentation"] = polygons
+            entry["area"] = int(instance.mask.sum())
+        if self.keypoint_names:
+            points = instance.keypoints or {}
+            flat: list[float] = []
+            for name in self.keypoint_names:
+                if name in points:
+                    x, y, _ = points[name]
+                    flat += [round(x - 0.5, 2), round(y - 0.5, 2), 2]
+                else:
+                    flat += [0.0, 0.0, 0]
+            entry["keypoints"] = flat
+            entry["num_keypoints"] = sum(1 for v in flat[2::3] if v > 0)
+        return entry
+
+    def document(self) -> dict[str, Any]:
+        """The COCO instances document."""
+        extra: dict[str, Any] = (
+            {"keypoints": list(self.keypoint_names), "skeleton": []} if self.keypoint_names else {}
+        )
+        return {
+            "info": {"description": self.description},
+            "categories": [
+                {"id": i + 1, "name": name, "supercategory": self.model, **extra}
+                for i, name in enumerate(self.class_names)
+            ],
+            "images": self.images,
+            "annotations": self.annotations,
+        }
