@@ -18,7 +18,7 @@ The answer is two tensors. ``DETECTIONS`` holds one JSON document (any language 
 Boxes and keypoints are in original image pixels. An instance has ``keypoints`` when its
 detector has a keypoint head (its ``KEYPOINTS`` output) and its class carries them (a meter's
 dials, not its needles): each named as the detector's YAML ``KEYPOINT_NAMES`` says, with
-detectron2's score of its heatmap's peak. ``readings`` (``bls/reading.py``), one per detected
+detectron2's score of its heatmap's peak. ``readings`` (``bls/meters/``), one per detected
 dial, is there when the meter detector was asked for. Mask pixels stay out of the JSON: ``MASKS``
 (``uint8``) concatenates every mask crop, and each instance's mask is the ``width * height``
 bytes from ``offset``, row-major, 1 inside, placed at ``(x, y)``.

@@ -26,8 +26,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from bls.merge import KeypointLayout, merge_answer
+from bls.meters import KEYPOINT_NAMES, instances_from_arrays, load_calibrations, read_meters
 from bls.meters.printed import faces_to_read, printed_answers
-from bls.reading import KEYPOINT_NAMES, instances_from_arrays, load_calibrations, read_meters
 from bls.repository import class_names, keypoint_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
 from pipelines.ocr import FACES, TEXT, lines_from_json
@@ -53,7 +53,7 @@ from server.python_models import (
     yes_or_no,
 )
 
-# The meter detector's needle class where config.pbtxt names none, as bls.reading.read_meters
+# The meter detector's needle class where config.pbtxt names none, as bls.meters.read_meters
 # takes it: its instances carry no keypoints (the head is trained with none on them), every other
 # class is a dial and does.
 DEFAULT_NEEDLE_CLASS = "pointer"
