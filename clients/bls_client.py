@@ -23,6 +23,7 @@ from bls.repository import class_names, keypoint_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
 from clients.answer import Answer, CocoInstances, draw_answer, format_answer, parse_answer
 from clients.jpeg_client import (
+    InferenceServerException,
     JpegClient,
     add_connection_arguments,
     infer_files,
@@ -210,6 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 targets = coco_targets(client, args.repository, args.models, args.coco)
             except (ValueError, FileNotFoundError) as error:
                 print(f"error: {error}", file=sys.stderr)
+                return 2
+            except InferenceServerException as error:
+                print(f"error: {client.url}: {error.message()}", file=sys.stderr)
+                return 2
+            except OSError as error:  # no server there
+                print(f"error: cannot reach the server at {client.url}: {error}", file=sys.stderr)
                 return 2
         choice = {MODELS: args.models}
         several = len(paths) > 1

@@ -249,3 +249,16 @@ def test_through_the_server_a_folder_becomes_a_dataset_per_model(
     )
     assert mismatch.returncode == 2
     assert "the server's pointer serves 'mask_rcnn_R18_FPN_demo.yaml', but" in mismatch.stderr
+
+
+def test_no_server_is_said_so_and_nothing_is_written(photo_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    run = subprocess.run(
+        [*CLIENT, "--url", "localhost:9", "--coco", str(out), str(photo_folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "error: cannot reach the server at localhost:9" in run.stderr
+    assert not out.exists()
