@@ -20,6 +20,10 @@ Ctrl-C; run the same command with ``--resume`` to go on from the last one. ``--o
 gets ``config.yaml``, the whole config trained, which serves the weights as they were trained.
 Training images get detectron2's resize and flip and :class:`training.augment.PhotometricJitter`
 (white balance, hue, saturation, light).
+
+detectron2's own ``tools/train_net.py`` does not take these YAMLs as they are: its ``get_cfg()``
+has no ``CLASS_NAMES`` or ``KEYPOINT_NAMES`` keys and no CenterNet2 keys, and it registers no
+dataset of yours; :func:`pipelines.detector.read_yaml_config` reads them as this module does.
 """
 
 from __future__ import annotations
