@@ -541,7 +541,19 @@ def check_helm(words: list[str]) -> None:
     assert (REPO_ROOT / words[words.index("-f") + 1]).is_file()
 
 
+def overlay_release() -> str:
+    """The ``MODEL_RELEASE`` the production overlay sets."""
+    for patch in yaml.safe_load(PRODUCTION.read_text())["patches"]:
+        for operation in yaml.safe_load(patch["patch"]):
+            value = operation.get("value")
+            if isinstance(value, dict) and value.get("name") == "MODEL_RELEASE":
+                return value["value"]
+    raise AssertionError(f"{relative(PRODUCTION)} sets no MODEL_RELEASE")
+
+
 def check_command(words: list[str]) -> None:
+    if words[0].startswith("RELEASE="):  # the first release, the one the overlay serves
+        assert words[0] == f"RELEASE={overlay_release()}", "not the overlay's MODEL_RELEASE"
     while words and _ASSIGNMENT.fullmatch(words[0]):
         words = words[1:]  # environment assignments
     if not words:
