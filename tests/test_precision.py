@@ -7,6 +7,7 @@ accuracy, here on a few drawn photos and by ``make accuracy`` on the held-out se
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -28,8 +29,14 @@ import pipelines.detector
 from bench.__main__ import lower_precision_note
 from bench.__main__ import parse_args as bench_args
 from bench.accuracy.__main__ import parse_args as accuracy_args
-from bench.accuracy.precision import compare_runs, format_differences, status_changes
+from bench.accuracy.precision import (
+    compare_runs,
+    format_differences,
+    measure_in_precision,
+    status_changes,
+)
 from bench.servers import DETECTOR_PATHS, set_precision, write_precision_repository
+from clients.jpeg_client import JpegClient
 from pipelines.detector import (
     PRECISIONS,
     Detector,
@@ -577,3 +584,38 @@ def test_accuracy_serves_a_precision_only_from_its_own_copy() -> None:
     for argv in (["--dtype", "bfloat16", "--url", "localhost:8001"], ["--dtype", "fp16"]):
         with pytest.raises(SystemExit):
             accuracy_args(argv)
+
+
+@pytest.mark.server
+def test_accuracy_in_a_precision_serves_a_copy_and_compares_with_float32(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The glue of ``make accuracy --dtype``: the measurement (here a stand-in that asks the
+    server what it serves) gets a server of a copy whose detectors name the precision, and its
+    results are compared with the float32 ones given."""
+    baseline = tmp_path / "float32" / "results.json"
+    baseline.parent.mkdir()
+    baseline.write_text(json.dumps(results(0.80, 1.00)))
+    args = accuracy_args(
+        ["--dtype", "bfloat16", "--out", str(tmp_path / "out"), "--baseline", str(baseline)]
+    )
+    served: dict[str, str] = {}
+
+    def measure(args: argparse.Namespace) -> int:
+        with JpegClient(args.url, args.protocol) as client:
+            for model in ("pointer", "insulator"):
+                served[model] = client.parameters(model)["precision"]
+        (args.out / "results.json").write_text(json.dumps(results(0.79, 1.20)))
+        return 0
+
+    assert measure_in_precision(args, measure) == 0
+    assert served == {"pointer": "bfloat16", "insulator": "bfloat16"}
+    assert (tmp_path / "out" / "repository-bfloat16" / "inspect" / "config.pbtxt").is_file()
+    printed = capsys.readouterr().out
+    assert f"bfloat16 against float32 ({baseline}), the same photos" in printed
+
+    def row(figure: str) -> str:
+        return next(line for line in printed.splitlines() if f"  {figure}  " in line)
+
+    assert row("dial AP50 (box)").startswith("gauges") and row("dial AP50 (box)").endswith("ok")
+    assert row("needle angle error median").endswith("OFF")
