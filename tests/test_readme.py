@@ -617,6 +617,20 @@ def test_links_lead_to_files_and_headings(path: Path) -> None:
             )
 
 
+# The result logs keep each run as it was, with the files of its day.
+RESULT_LOGS = {DOCS / "accuracy.md", DOCS / "performance.md", DOCS / "soak.md"}
+
+
+@pytest.mark.parametrize("path", [p for p in DOCUMENTS if p not in RESULT_LOGS], ids=relative)
+def test_files_named_in_the_text_exist(path: Path) -> None:
+    prose = re.sub(r"^ *```.*?^ *```", "", text_of(path), flags=re.M | re.S)
+    for quoted in backticked(prose):
+        file = quoted.split(":")[0]
+        top = file.split("/")[0]
+        if "/" in file and top in _TOP_LEVEL - {"build"} and not re.search(r"[<*\s]", file):
+            assert (REPO_ROOT / file).exists(), f"{relative(path)} names a missing {file}"
+
+
 def test_readme_is_short_and_leads_to_every_part() -> None:
     text = text_of(README)
     assert len(text.splitlines()) <= README_MAX_LINES
