@@ -65,6 +65,8 @@ from tests.test_soak import MEMORY_MARGIN_MIB, SHM_GROWTH_MARGIN_MIB
 README = REPO_ROOT / "README.md"
 DOCS = REPO_ROOT / "docs"
 DOCUMENTS = [README, *sorted(DOCS.glob("*.md"))]
+# The result logs keep each run as it was, with the files and commands of its day.
+RESULT_LOGS = {DOCS / "accuracy.md", DOCS / "performance.md", DOCS / "soak.md"}
 REPOSITORY = REPO_ROOT / "repository"
 MAKEFILE = (REPO_ROOT / "Makefile").read_text()
 K8S = REPO_ROOT / "deploy" / "k8s"
@@ -580,12 +582,25 @@ def test_quoted_command_exists_as_quoted(where: str, words: list[str]) -> None:
     check_command(words)
 
 
-def test_make_targets_named_in_the_text_exist() -> None:
-    for path in DOCUMENTS:
-        named = set(re.findall(r"`make ([a-z][a-z-]*)", text_of(path)))
-        assert named <= MAKE_TARGETS, (
-            f"{relative(path)}: not in the Makefile: {named - MAKE_TARGETS}"
-        )
+def prose_of(path: Path) -> str:
+    """A document without its fenced blocks (whose backticks would pair with the prose's)."""
+    return re.sub(r"^ *```.*?^ *```", "", text_of(path), flags=re.M | re.S)
+
+
+def inline_commands() -> list[tuple[str, str]]:
+    """Commands quoted inline in the prose: ``make ...`` and ``.venv/bin/python ...``."""
+    return [
+        (relative(path), quoted)
+        for path in DOCUMENTS
+        if path not in RESULT_LOGS
+        for quoted in backticked(prose_of(path))
+        if quoted.startswith(("make ", ".venv/bin/python "))
+    ]
+
+
+@pytest.mark.parametrize(("where", "quoted"), inline_commands(), ids=lambda x: x)
+def test_inline_command_exists_as_quoted(where: str, quoted: str) -> None:
+    check_command(shlex.split(quoted))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,14 +632,9 @@ def test_links_lead_to_files_and_headings(path: Path) -> None:
             )
 
 
-# The result logs keep each run as it was, with the files of its day.
-RESULT_LOGS = {DOCS / "accuracy.md", DOCS / "performance.md", DOCS / "soak.md"}
-
-
 @pytest.mark.parametrize("path", [p for p in DOCUMENTS if p not in RESULT_LOGS], ids=relative)
 def test_files_named_in_the_text_exist(path: Path) -> None:
-    prose = re.sub(r"^ *```.*?^ *```", "", text_of(path), flags=re.M | re.S)
-    for quoted in backticked(prose):
+    for quoted in backticked(prose_of(path)):
         file = quoted.split(":")[0]
         top = file.split("/")[0]
         if "/" in file and top in _TOP_LEVEL - {"build"} and not re.search(r"[<*\s]", file):
