@@ -43,6 +43,7 @@ from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_trai
 from detectron2.data.datasets import register_coco_instances
 from detectron2.data.detection_utils import build_augmentation
 from detectron2.engine import DefaultTrainer, HookBase
+from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 from detectron2.utils.logger import setup_logger
 from PIL import Image
@@ -54,6 +55,7 @@ from training.augment import PhotometricJitter
 from training.checkpoints import WeightsReport, load_for_training
 
 __all__ = [
+    "VAL_DATASET",
     "DatasetError",
     "StopAfterStep",
     "Trainer",
@@ -67,6 +69,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("training")
+
+# The dataset name --val registers, evaluated every TEST.EVAL_PERIOD.
+VAL_DATASET = "val"
 
 
 class DatasetError(ValueError):
@@ -327,6 +332,7 @@ def build_config(
     device: str,
     overrides: Sequence[str] = (),
     iterations: int | None = None,
+    validate: bool = False,
 ) -> CfgNode:
     """The training config: the detector's YAML (or a recipe of training/recipes/ built on
     one), the overrides, this run's dataset, output and device.
@@ -338,6 +344,8 @@ def build_config(
         overrides: ``KEY VALUE`` pairs, as detectron2's ``merge_from_list`` takes them.
         iterations: the run's length, the schedule scaled to it (:func:`scale_schedule`);
             ``None`` keeps ``SOLVER.MAX_ITER``.
+        validate: whether a ``"val"`` dataset is evaluated every ``TEST.EVAL_PERIOD`` (as the
+            YAML and overrides set it) and after the last iteration; without it, none is.
     """
     cfg = read_yaml_config(config_path)
     cfg.merge_from_list(list(overrides))
@@ -352,8 +360,11 @@ def build_config(
             cfg.SOLVER.MAX_ITER,
         )
     cfg.DATASETS.TRAIN = ("train",)
-    cfg.DATASETS.TEST = ()
-    cfg.TEST.EVAL_PERIOD = 0
+    if validate:
+        cfg.DATASETS.TEST = (VAL_DATASET,)
+    else:
+        cfg.DATASETS.TEST = ()
+        cfg.TEST.EVAL_PERIOD = 0
     cfg.OUTPUT_DIR = str(output)
     cfg.MODEL.DEVICE = device
     cfg.freeze()
@@ -429,6 +440,15 @@ class Trainer(DefaultTrainer):
         if cfg.MODEL.DEVICE == "cpu":
             use_gather_roi_align(model)
         return model
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str) -> COCOEvaluator:
+        """detectron2's COCO evaluator on boxes (and masks where the model has them), its
+        results under ``OUTPUT_DIR/inference``. Keypoints are left out: COCO's OKS sigmas are
+        for people's 17 keypoints, not a dial's."""
+        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+        output = Path(cfg.OUTPUT_DIR) / "inference"
+        return COCOEvaluator(dataset_name, tasks=tasks, distributed=False, output_dir=str(output))
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode):
@@ -508,6 +528,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         required=True,
         help="ANNOTATIONS.json:IMAGE_FOLDER of a COCO instances dataset.",
     )
+    parser.add_argument(
+        "--val",
+        metavar="ANN:IMAGES",
+        help="ANNOTATIONS.json:IMAGE_FOLDER of a COCO set that detectron2's COCO evaluator "
+        "measures every TEST.EVAL_PERIOD iterations and after the last one (AP per class in "
+        "the log and metrics.json). Default is no evaluation.",
+    )
     parser.add_argument("--output", type=Path, required=True, help="Checkpoint folder.")
     parser.add_argument(
         "--resume", action="store_true", help="Go on from the last checkpoint in --output."
@@ -543,7 +570,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     annotations, _, images = args.dataset.rpartition(":")
     try:
         try:
-            cfg = build_config(args.config, args.output, args.device, args.opts, args.iterations)
+            cfg = build_config(
+                args.config,
+                args.output,
+                args.device,
+                args.opts,
+                args.iterations,
+                validate=args.val is not None,
+            )
         except (KeyError, ValueError) as error:  # yacs: an unknown key, a value of another type
             raise DatasetError(f"{args.config} with {args.opts}: {error}") from error
         classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
@@ -569,6 +603,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             keypoint_names,
             masks=cfg.MODEL.MASK_ON,
         )
+        if args.val is not None:
+            val_annotations, _, val_images = args.val.rpartition(":")
+            if not val_annotations:
+                raise DatasetError(f"--val {args.val}: expected ANNOTATIONS.json:IMAGE_FOLDER")
+            check_dataset(
+                Path(val_annotations),
+                Path(val_images),
+                cfg.CLASS_NAMES,
+                keypoint_names,
+                masks=cfg.MODEL.MASK_ON,
+            )
     except (DatasetError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -581,6 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         MetadataCatalog.get("train").set(
             keypoint_names=list(keypoint_names), keypoint_flip_map=keypoint_flip_map(keypoint_names)
         )
+    if args.val is not None:
+        register_coco_instances(VAL_DATASET, {}, val_annotations, val_images)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "config.yaml").write_text(cfg.dump())
     try:
