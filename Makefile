@@ -118,7 +118,7 @@ build/data/foreign/%/annotations.json: bench/accuracy/foreign.py training/coco.p
 accuracy: $(HELDOUT_DATA) | $(READY) ## Both detectors on held-out photos (ours and another renderer's) through the real server (ACCURACY_ARGS=--limit 20).
 	$(PY) -m bench.accuracy $(ACCURACY_ARGS)
 
-thresholds: $(CALIBRATION_DATA) | $(READY) ## Choose each class's score threshold on held-out photos and write repository/*/score_thresholds.yaml (THRESHOLDS_ARGS=--precision 0.95).
+thresholds: $(CALIBRATION_DATA) | $(READY) ## Choose each class's score threshold on held-out photos and write repository/*/score_thresholds.yaml (THRESHOLDS_ARGS=--target-precision 0.95).
 	$(PY) -m bench.accuracy --choose-thresholds $(THRESHOLDS_ARGS)
 
 serve: $(READY) ## Start tritonserver on repository/ (HTTP_PORT=8000 GRPC_PORT=8001 METRICS_PORT=8002).

@@ -381,14 +381,14 @@ def test_cli_options() -> None:
         "foreign-neither",
     ]
     assert not parse_args([]).choose_thresholds
-    args = parse_args(["--choose-thresholds", "--precision", "0.9", "--floor", "0.02"])
-    assert (args.choose_thresholds, args.precision, args.floor) == (True, 0.9, 0.02)
+    args = parse_args(["--choose-thresholds", "--target-precision", "0.9", "--floor", "0.02"])
+    assert (args.choose_thresholds, args.target_precision, args.floor) == (True, 0.9, 0.02)
     for bad in (
         ["--sets", "cats"],
         ["--limit", "0"],
-        ["--precision", "1.5"],
+        ["--target-precision", "1.5"],
         ["--floor", "-0.1"],
-        ["--precision", "high"],
+        ["--target-precision", "high"],
         ["--choose-thresholds", "--precision", "0"],
         ["--choose-thresholds", "--url", "localhost:8001"],
     ):

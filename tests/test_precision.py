@@ -503,7 +503,7 @@ def test_bench_says_when_its_lower_precision_rows_measure_float32(
     assert lower_precision_note("bfloat16", on_gpu=False) == ""
 
 
-# --- make accuracy --dtype -------------------------------------------------------------------
+# --- make accuracy --precision -------------------------------------------------------------------
 
 
 def reading(image_id: int, x: float, status: str) -> dict[str, Any]:
@@ -579,9 +579,9 @@ def test_runs_of_other_photos_or_weights_are_not_compared(tmp_path: Path) -> Non
 
 
 def test_accuracy_serves_a_precision_only_from_its_own_copy() -> None:
-    assert accuracy_args(["--dtype", "bfloat16"]).dtype == "bfloat16"
-    assert accuracy_args([]).dtype == "float32"
-    for argv in (["--dtype", "bfloat16", "--url", "localhost:8001"], ["--dtype", "fp16"]):
+    assert accuracy_args(["--precision", "bfloat16"]).precision == "bfloat16"
+    assert accuracy_args([]).precision == "float32"
+    for argv in (["--precision", "bfloat16", "--url", "localhost:8001"], ["--precision", "fp16"]):
         with pytest.raises(SystemExit):
             accuracy_args(argv)
 
@@ -590,14 +590,14 @@ def test_accuracy_serves_a_precision_only_from_its_own_copy() -> None:
 def test_accuracy_in_a_precision_serves_a_copy_and_compares_with_float32(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """The glue of ``make accuracy --dtype``: the measurement (here a stand-in that asks the
+    """The glue of ``make accuracy --precision``: the measurement (here a stand-in that asks the
     server what it serves) gets a server of a copy whose detectors name the precision, and its
     results are compared with the float32 ones given."""
     baseline = tmp_path / "float32" / "results.json"
     baseline.parent.mkdir()
     baseline.write_text(json.dumps(results(0.80, 1.00)))
     args = accuracy_args(
-        ["--dtype", "bfloat16", "--out", str(tmp_path / "out"), "--baseline", str(baseline)]
+        ["--precision", "bfloat16", "--out", str(tmp_path / "out"), "--baseline", str(baseline)]
     )
     served: dict[str, str] = {}
 

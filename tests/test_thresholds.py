@@ -416,7 +416,7 @@ def test_thresholds_are_chosen_and_written_where_the_configs_name_them(
     # At 0.95 the defects never get there (the best one is wrong): the insulator model's
     # file stays as it is, the pointer model's is written.
     insulator_before = (repository / "insulator" / "score_thresholds.yaml").read_text()
-    assert runner.main([*argv, "--precision", "0.95"]) == 1
+    assert runner.main([*argv, "--target-precision", "0.95"]) == 1
     assert sorted(router.asked) == [b"gauges:3", b"gauges:4", b"insulators:3", b"insulators:4"]
     out = capsys.readouterr()
     assert "defect: NO THRESHOLD: precision never reaches 0.95" in out.out
@@ -436,7 +436,10 @@ def test_thresholds_are_chosen_and_written_where_the_configs_name_them(
         for line in pointer_file.read_text().splitlines()
         if line.startswith("#")
     )
-    assert "python -m bench.accuracy --choose-thresholds --precision 0.95 --floor 0.05" in header
+    assert (
+        "python -m bench.accuracy --choose-thresholds --target-precision 0.95 --floor 0.05"
+        in header
+    )
     assert "on photos 2-3 of training.data's held-out split" in header
     digest = weights_digest(pointer_file.parent / "weights" / "demo.pth")
     assert f"with weights/demo.pth (sha256 {digest})" in header
@@ -453,7 +456,7 @@ def test_a_lower_precision_writes_both_files(
     choosing: tuple[list[str], Path, _ScriptedRouter],
 ) -> None:
     argv, repository, _ = choosing
-    assert runner.main([*argv, "--precision", "0.5"]) == 0
+    assert runner.main([*argv, "--target-precision", "0.5"]) == 0
     pointer = load_score_thresholds(
         repository / "pointer" / "score_thresholds.yaml", ["pointer", "dial"]
     )
@@ -474,7 +477,7 @@ def test_a_limited_choice_is_a_trial_that_writes_nothing(
     before = {
         m: (repository / m / "score_thresholds.yaml").read_text() for m in ("pointer", "insulator")
     }
-    assert runner.main([*argv, "--precision", "0.5", "--limit", "1"]) == 0
+    assert runner.main([*argv, "--target-precision", "0.5", "--limit", "1"]) == 0
     assert sorted(router.asked) == [b"gauges:3", b"insulators:3"]
     for model, text in before.items():
         assert (repository / model / "score_thresholds.yaml").read_text() == text

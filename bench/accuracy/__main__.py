@@ -257,14 +257,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     choosing = parser.add_argument_group(
         "choosing the score thresholds",
-        "Per detector class, the lowest score at which its detections keep --precision (IoU "
+        "Per detector class, the lowest score at which its detections keep --target-precision (IoU "
         f"0.5; a detection on a photo without the class's objects is wrong), on photos "
         f"{MEASURED_PHOTOS}-{2 * MEASURED_PHOTOS - 1} of training.data's held-out split of "
         "gauges and insulators (make accuracy measures the photos before them), from a copy of "
         "the repository that answers every detection scored --floor or more. Prints the curve "
         "each was chosen from, plots it, and writes repository/<model>/score_thresholds.yaml "
         "(the file config.pbtxt's score_thresholds names) for each detector whose every class "
-        "reaches --precision.",
+        "reaches --target-precision.",
     )
     choosing.add_argument(
         "--choose-thresholds",
@@ -272,7 +272,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Choose the thresholds instead of measuring (make thresholds).",
     )
     choosing.add_argument(
-        "--precision",
+        "--target-precision",
         type=_share,
         default=DEFAULT_PRECISION,
         help=f"The precision each class keeps. Default is {DEFAULT_PRECISION:g}.",
@@ -293,7 +293,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"{MAX_STATUS_CHANGED:.0%} of the meters.",
     )
     lower.add_argument(
-        "--dtype",
+        "--precision",
         choices=DTYPES,
         default="float32",
         help="The detectors' precision: bfloat16 (a CPU with AVX512-BF16 or AMX) or float16 "
@@ -305,7 +305,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="RESULTS",
-        help="The float32 results.json to compare a --dtype run with (its readings_*.json "
+        help="The float32 results.json to compare a --precision run with (its readings_*.json "
         "beside it). Default is build/accuracy/results.json, where there is one.",
     )
     add_connection_arguments(
@@ -319,11 +319,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(
             "--choose-thresholds starts its own server on a copy of the repository: no --url"
         )
-    if args.choose_thresholds and args.precision == 0.0:
-        parser.error("--precision must be above 0")
-    if args.dtype != "float32" and (args.url is not None or args.choose_thresholds):
+    if args.choose_thresholds and args.target_precision == 0.0:
+        parser.error("--target-precision must be above 0")
+    if args.precision != "float32" and (args.url is not None or args.choose_thresholds):
         parser.error(
-            "--dtype serves a copy of the repository: not with --url or --choose-thresholds"
+            "--precision serves a copy of the repository: not with --url or --choose-thresholds"
         )
     return args
 
@@ -833,9 +833,11 @@ def choose(args: argparse.Namespace) -> int:
         chosen[model] = []
         for name in classes[model]:
             scored[name] = combine(parts.get(name, []))
-            chosen[model].append(choose_threshold(name, scored[name], args.precision, args.floor))
+            chosen[model].append(
+                choose_threshold(name, scored[name], args.target_precision, args.floor)
+            )
     print(
-        f"\nScore thresholds for precision >= {args.precision:g} (IoU 0.5, one to one; a "
+        f"\nScore thresholds for precision >= {args.target_precision:g} (IoU 0.5, one to one; a "
         f"detection on a photo without its class's objects is wrong), on photos {first}-{last} "
         f"of the held-out gauges and insulators, both detectors asked, every detection scored "
         f"{args.floor:g} or more:\n"
@@ -844,18 +846,18 @@ def choose(args: argparse.Namespace) -> int:
         for choice in chosen[model]:
             print(format_curve(choice.class_name, scored[choice.class_name], choice) + "\n")
     everything = [c for model in DETECTORS for c in chosen[model]]
-    print(format_choices(everything, args.precision) + "\n", flush=True)
+    print(format_choices(everything, args.target_precision) + "\n", flush=True)
     plot = plot_threshold_curves(
         {name: pr_curve(judged) for name, judged in scored.items()},
         {c.class_name: c for c in everything},
-        args.precision,
+        args.target_precision,
         out / "threshold_curves.png",
     )
     (out / "thresholds.json").write_text(
         json.dumps(
             {
                 "chosen_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "precision": args.precision,
+                "precision": args.target_precision,
                 "floor": args.floor,
                 "photos": [first, last],
                 "limit": args.limit,
@@ -872,21 +874,23 @@ def choose(args: argparse.Namespace) -> int:
     if args.limit is not None:
         print(f"accuracy: --limit {args.limit} is a trial: no thresholds written", file=sys.stderr)
         return 0 if complete else 1
-    command = f"python -m bench.accuracy --choose-thresholds --precision {args.precision:g}"
+    command = (
+        f"python -m bench.accuracy --choose-thresholds --target-precision {args.target_precision:g}"
+    )
     command += f" --floor {args.floor:g}"
     for model in DETECTORS:
         if any(c.threshold is None for c in chosen[model]):
             print(
                 f"accuracy: {model}: NOT WRITTEN, a class never reaches precision "
-                f"{args.precision:g}; its thresholds stay as they are",
+                f"{args.target_precision:g}; its thresholds stay as they are",
                 file=sys.stderr,
             )
             continue
         weights = files[model].get("weights", "")
         how = textwrap.wrap(
             "per class, the lowest score at which its detections keep precision >= "
-            f"{args.precision:g} (just above the highest score left out), matched one to one at "
-            "IoU 0.5, a detection on a photo without the class's objects counted wrong; on "
+            f"{args.target_precision:g} (just above the highest score left out), matched one to "
+            "one at IoU 0.5, a detection on a photo without the class's objects counted wrong; on "
             f"photos {first}-{last} of training.data's held-out split of gauges and of "
             f"insulators (make accuracy measures photos 0-{first - 1}), both detectors asked "
             f"for every photo (inspect MODELS=both), every detection scored {args.floor:g} or "
@@ -908,7 +912,7 @@ def choose(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Measures (or, with ``--choose-thresholds``, chooses thresholds); the exit status."""
     args = parse_args(argv)
-    if args.dtype != "float32":
+    if args.precision != "float32":
         return measure_in_precision(args, measure)
     return choose(args) if args.choose_thresholds else measure(args)
 

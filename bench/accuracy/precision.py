@@ -213,7 +213,7 @@ def measure_in_precision(
     args: argparse.Namespace, measure: Callable[[argparse.Namespace], int]
 ) -> int:
     """Runs ``measure`` on a server of a copy of the repository whose detectors compute in
-    ``args.dtype``, then prints the comparison with float32's ``results.json``
+    ``args.precision``, then prints the comparison with float32's ``results.json``
     (``args.baseline``, or the default output folder's) where there is one.
 
     Args:
@@ -229,13 +229,13 @@ def measure_in_precision(
     from pipelines.detector import parse_precision, served_precision
     from tests.support import free_ports
 
-    dtype = args.dtype
+    dtype = args.precision
     if args.out.resolve() == DEFAULT_OUT.resolve():
         args.out = DEFAULT_OUT.with_name(f"accuracy-{dtype}")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    _, why = served_precision(parse_precision(dtype, "--dtype"), device)
+    _, why = served_precision(parse_precision(dtype, "--precision"), device)
     if why:
         print(f"accuracy: warning: {dtype} is measured as float32 here: {why}", file=sys.stderr)
     repository = write_precision_repository(out / f"repository-{dtype}", dtype)
@@ -257,7 +257,7 @@ def measure_in_precision(
     if not baseline_path.is_file() or not results_path.is_file():
         print(
             f"accuracy: no float32 results at {baseline_path} to compare {dtype} with "
-            "(run make accuracy without --dtype first, or give --baseline)",
+            "(run make accuracy without --precision first, or give --baseline)",
             file=sys.stderr,
         )
         return status
