@@ -146,6 +146,7 @@ def test_a_drawn_set_through_the_server(
         assert row["objects"] == sum(a["category_id"] == ids[name] for a in labels["annotations"])
     # The drawn photos' truth carries gauges: the readings are scored too.
     assert "Meter readings" in run.stdout and results["readings"]
+    assert all(figure["goal"] is None for figure in results["readings"]), "no demo goals"
     assert {Path(p).name for p in results["plots"]} == {"pr_curves.png", "reading_errors.png"}
     assert all(Path(p).is_file() for p in results["plots"])
 
