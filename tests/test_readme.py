@@ -448,13 +448,32 @@ def check_repository_paths(words: list[str]) -> None:
                 assert (REPO_ROOT / piece).exists(), f"no {piece} in the repository"
 
 
+def args_target(variable: str) -> str | None:
+    """The module (``-m name``) or script a Makefile recipe hands ``$(variable)`` to."""
+    for line in MAKEFILE.replace("\\\n", " ").splitlines():
+        if f"$({variable})" in line:
+            match = re.search(r"\$\(PY\) (-m [\w.]+|[\w/.-]+\.py)", line)
+            if match:
+                return match[1]
+    return None
+
+
+def check_make_variable(assignment: str) -> None:
+    """``VAR=VALUE`` names a Makefile variable, and the options of a ``*_ARGS`` one are those of
+    the module it is handed to."""
+    assert _ASSIGNMENT.fullmatch(assignment), f"{assignment} is not VAR=VALUE"
+    name, value = assignment.split("=", 1)
+    assert name in MAKE_VARIABLES, f"the Makefile has no variable {name}"
+    target = args_target(name) if name.endswith("_ARGS") else None
+    if target is not None:
+        check_options(target, shlex.split(value))
+
+
 def check_make(words: list[str]) -> None:
     target, *arguments = words[1:]
     assert target in MAKE_TARGETS, f"no make target {target}"
     for argument in arguments:
-        assert _ASSIGNMENT.fullmatch(argument), f"make {target}: {argument} is not VAR=VALUE"
-        name = argument.split("=", 1)[0]
-        assert name in MAKE_VARIABLES, f"the Makefile has no variable {name}"
+        check_make_variable(argument)
 
 
 def check_python(words: list[str]) -> None:
@@ -594,13 +613,20 @@ def inline_commands() -> list[tuple[str, str]]:
         for path in DOCUMENTS
         if path not in RESULT_LOGS
         for quoted in backticked(prose_of(path))
-        if quoted.startswith(("make ", ".venv/bin/python "))
+        if quoted.startswith(("make ", ".venv/bin/python ")) or _ARGS.match(quoted)
     ]
+
+
+_ARGS = re.compile(r"[A-Z_]+_ARGS=")
 
 
 @pytest.mark.parametrize(("where", "quoted"), inline_commands(), ids=lambda x: x)
 def test_inline_command_exists_as_quoted(where: str, quoted: str) -> None:
-    check_command(shlex.split(quoted))
+    quoted = " ".join(quoted.split())  # wrapped across lines
+    if _ARGS.match(quoted):
+        check_make_variable(" ".join(shlex.split(quoted)))
+    else:
+        check_command(shlex.split(quoted))
 
 
 # ---------------------------------------------------------------------------------------------
