@@ -203,10 +203,11 @@ def format_classes(table: Mapping[str, Mapping[str, Any]]) -> str:
 
     cells = [["class", *columns]]
     cells += [[name, *(cell(row, c) for c in columns)] for name, row in table.items()]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
+    widths = [max(map(len, column)) for column in zip(*cells, strict=True)]
+    ruled = [cells[0], ["-" * w for w in widths], *cells[1:]]
+    return "\n".join(
+        "  ".join(f"{c:<{w}}" for c, w in zip(line, widths, strict=True)).rstrip() for line in ruled
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

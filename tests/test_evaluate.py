@@ -184,20 +184,27 @@ def test_training_evaluates_the_val_set_every_eval_period(gauge_set: Path, tmp_p
         assert record["segm/AP50"] > 50, record
 
 
-def test_a_val_set_of_other_classes_is_refused_before_training(
-    gauge_set: Path, tmp_path: Path
+@pytest.mark.parametrize("problem", ["other classes", "no image folder"])
+def test_a_bad_val_set_is_refused_before_training(
+    gauge_set: Path, tmp_path: Path, problem: str
 ) -> None:
-    document = json.loads((gauge_set / "annotations.json").read_text())
-    document["categories"][1]["name"] = "face"
     annotations = tmp_path / "renamed.json"
-    annotations.write_text(json.dumps(document))
+    if problem == "other classes":
+        document = json.loads((gauge_set / "annotations.json").read_text())
+        document["categories"][1]["name"] = "face"
+        annotations.write_text(json.dumps(document))
+        val = f"{annotations}:{gauge_set / 'images'}"
+        expected = [f"{annotations}: categories do not match", "unknown categories ['face']"]
+    else:
+        val = f"{gauge_set / 'annotations.json'}:"
+        expected = [f"--val {val}: expected ANNOTATIONS.json:IMAGE_FOLDER"]
     output = tmp_path / "run"
     run = subprocess.run(
         [
             sys.executable, "-m", "training.train",
             "--config", str(FINETUNE),
             "--dataset", f"{gauge_set / 'annotations.json'}:{gauge_set / 'images'}",
-            "--val", f"{annotations}:{gauge_set / 'images'}",
+            "--val", val,
             "--output", str(output),
         ],
         capture_output=True,
@@ -206,6 +213,6 @@ def test_a_val_set_of_other_classes_is_refused_before_training(
         cwd=REPO_ROOT,
     )  # fmt: skip
     assert run.returncode == 2, run.stderr
-    assert f"{annotations}: categories do not match" in run.stderr
-    assert "unknown categories ['face']" in run.stderr
+    for message in expected:
+        assert message in run.stderr
     assert not output.exists()

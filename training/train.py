@@ -605,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.val is not None:
             val_annotations, _, val_images = args.val.rpartition(":")
-            if not val_annotations:
+            if not val_annotations or not val_images:
                 raise DatasetError(f"--val {args.val}: expected ANNOTATIONS.json:IMAGE_FOLDER")
             check_dataset(
                 Path(val_annotations),
