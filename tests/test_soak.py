@@ -6,7 +6,7 @@ mostly preprocessing and bad images (cheap), plus a bounded number of detector r
 
 - no request was lost or hung (each has an outcome, within ``REQUEST_TIMEOUT_S``);
 - every good request got the answer the same request got when sent alone, bit for bit;
-- every bad request got its own error (the message of the README's table, invalid argument);
+- every bad request got its own error (the message of docs/inputs.md's table, invalid argument);
 - the server is still healthy: ready, every model ready, no stub died, and it still answers;
 - the server's memory (the resident memory of the server and its stubs, each shared page once)
   at the end is within ``MEMORY_MARGIN_MIB`` of what it was after the warm-up, and the python
