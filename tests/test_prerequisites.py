@@ -123,12 +123,16 @@ def test_the_script_passes_on_this_python(tmp_path: Path) -> None:
 
 def make_dry_run(goal: str, tmp_path: Path) -> list[str]:
     """The commands ``make GOAL`` would run on a machine with neither .venv nor kustomize."""
+    # Run from `make test`, make's own variables would make this a sub-make that prints
+    # "make[1]: Entering directory" first.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     run = subprocess.run(
         ["make", "-n", goal, f"VENV={tmp_path / 'venv'}", f"DEPLOY_TOOLS={tmp_path / 'tools'}"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     assert run.returncode == 0, run.stderr
     return run.stdout.splitlines()
