@@ -13,19 +13,12 @@ import pytest
 
 from bench.evaluate import AP, AP50, COLUMNS, MASK_AP, MASK_AP50, ap_per_class
 from server.launch import REPO_ROOT, TritonServer
+from tests.test_training import SMOKE
 from training import gauges
 from training.coco import write_coco
 
 EVALUATE = [sys.executable, "-m", "bench.evaluate"]
 FINETUNE = REPO_ROOT / "training" / "recipes" / "pointer_demo_finetune.yaml"
-# tests/test_training.py's smoke settings: a few iterations on small images.
-SMOKE = [
-    "SOLVER.CHECKPOINT_PERIOD", "2",
-    "SOLVER.WARMUP_ITERS", "1",
-    "SOLVER.STEPS", "()",
-    "INPUT.MIN_SIZE_TRAIN", "(160,)",
-    "INPUT.MAX_SIZE_TRAIN", "256",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
