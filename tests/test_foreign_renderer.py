@@ -356,5 +356,6 @@ def test_training_never_sees_the_foreign_renderer() -> None:
         "training.coco",
         "training.coco.Annotation",
         "training.coco.Scene",
+        "training.coco.contact_sheet",
         "training.coco.write_coco",
     }

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-__all__ = ["Annotation", "Scene", "write_coco"]
+__all__ = ["Annotation", "Scene", "contact_sheet", "write_coco"]
 
 
 @dataclass
@@ -170,3 +170,39 @@ def _coco_keypoints(keypoints: Sequence[float] | None, count: int) -> list[float
     for x, y, v in np.reshape(np.asarray(keypoints, dtype=np.float64), (-1, 3)):
         flat += [round(x - 0.5, 2), round(y - 0.5, 2), int(v)] if v > 0 else [0.0, 0.0, 0]
     return flat
+
+
+# Outline colours of the classes on a contact sheet, by index into the categories; keypoints by
+# their index (a dial's start blue, mid yellow, end magenta, centre cyan).
+_SHEET_COLOURS = [(255, 40, 40), (40, 220, 40)]
+_KEYPOINT_COLOURS = [(40, 90, 255), (255, 230, 0), (255, 0, 255), (0, 230, 230)]
+
+
+def contact_sheet(
+    scenes: Sequence[Scene], categories: Sequence[str], columns: int = 4, tile: int = 320
+) -> Image.Image:
+    """The scenes side by side with their labels drawn, to look at a generator's output: each
+    object outlined in its class's colour (masks as polygons, else boxes), keypoints as dots."""
+    rows = -(-len(scenes) // columns)
+    height = tile * 3 // 4
+    sheet = Image.new("RGB", (columns * tile, rows * height), (255, 255, 255))
+    for index, scene in enumerate(scenes):
+        picture = Image.fromarray(scene.image)
+        draw = ImageDraw.Draw(picture)
+        for annotation in scene.annotations:
+            colour = _SHEET_COLOURS[categories.index(annotation.category) % len(_SHEET_COLOURS)]
+            if annotation.polygons:
+                for polygon in annotation.polygons:
+                    draw.polygon(
+                        [tuple(p) for p in np.reshape(polygon, (-1, 2))], outline=colour, width=2
+                    )
+            else:
+                x, y, w, h = annotation.bbox
+                draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
+            for i, (x, y, v) in enumerate(np.reshape(annotation.keypoints or [], (-1, 3))):
+                if v > 0:
+                    dot = _KEYPOINT_COLOURS[i % len(_KEYPOINT_COLOURS)]
+                    draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=dot)
+        picture.thumbnail((tile, height))
+        sheet.paste(picture, ((index % columns) * tile, (index // columns) * height))
+    return sheet

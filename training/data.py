@@ -15,47 +15,14 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
-
 from training import gauges, insulators
-from training.coco import Scene, write_coco
+from training.coco import contact_sheet, write_coco
 
-__all__ = ["DATASETS", "SPLITS", "contact_sheet", "main"]
+__all__ = ["DATASETS", "SPLITS", "main"]
 
 DATASETS = {"gauges": gauges, "insulators": insulators}
 # split -> (seed, held-out styles, default image count)
 SPLITS = {"train": (1, False, 1500), "heldout": (2, True, 300)}
-
-
-# Outline colours of the classes on a contact sheet, by index into CATEGORIES.
-_SHEET_COLOURS = [(255, 40, 40), (40, 220, 40)]
-
-
-def contact_sheet(
-    scenes: Sequence[Scene], categories: Sequence[str], columns: int = 4, tile: int = 320
-) -> Image.Image:
-    """The scenes side by side, each object outlined in its class's colour (masks as polygons,
-    else boxes)."""
-    rows = -(-len(scenes) // columns)
-    height = tile * 3 // 4
-    sheet = Image.new("RGB", (columns * tile, rows * height), (255, 255, 255))
-    for index, scene in enumerate(scenes):
-        picture = Image.fromarray(scene.image)
-        draw = ImageDraw.Draw(picture)
-        for annotation in scene.annotations:
-            colour = _SHEET_COLOURS[categories.index(annotation.category) % len(_SHEET_COLOURS)]
-            if annotation.polygons:
-                for polygon in annotation.polygons:
-                    draw.polygon(
-                        [tuple(p) for p in np.reshape(polygon, (-1, 2))], outline=colour, width=2
-                    )
-            else:
-                x, y, w, h = annotation.bbox
-                draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
-        picture.thumbnail((tile, height))
-        sheet.paste(picture, ((index % columns) * tile, (index // columns) * height))
-    return sheet
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from training.coco import Annotation, Scene, write_coco
+from training.coco import Annotation, Scene, contact_sheet, write_coco
 
 __all__ = [
     "CATEGORIES",
@@ -47,7 +47,6 @@ __all__ = [
     "METER_TYPES",
     "DrawOptions",
     "MeterType",
-    "contact_sheet",
     "main",
     "render_scene",
 ]
@@ -1715,40 +1714,6 @@ def render_scene(kind: str, seed: int, index: int, options: DrawOptions | None =
     return scene
 
 
-_SHEET_COLOURS = {
-    "pointer": (255, 40, 40),
-    "dial": (40, 220, 40),
-    "insulator": (40, 220, 40),
-    "defect": (255, 40, 40),
-}
-_KEYPOINT_COLOURS = ((40, 90, 255), (255, 230, 0), (255, 0, 255), (0, 230, 230))
-
-
-def contact_sheet(scenes: Sequence[Scene], columns: int = 4, tile: int = 400) -> Image.Image:
-    """The scenes side by side with their labels drawn: masks as outlines, boxes, and the dial
-    keypoints as dots (start blue, mid yellow, end magenta, centre cyan)."""
-    rows = -(-len(scenes) // columns)
-    height = tile * 3 // 4
-    sheet = Image.new("RGB", (columns * tile, rows * height), (255, 255, 255))
-    for index, scene in enumerate(scenes):
-        picture = Image.fromarray(scene.image)
-        draw = ImageDraw.Draw(picture)
-        for annotation in scene.annotations:
-            colour = _SHEET_COLOURS[annotation.category]
-            if annotation.polygons:
-                for polygon in annotation.polygons:
-                    draw.polygon([tuple(p) for p in np.reshape(polygon, (-1, 2))], outline=colour)
-            else:
-                x, y, w, h = annotation.bbox
-                draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
-            for i, (x, y, v) in enumerate(np.reshape(annotation.keypoints or [], (-1, 3))):
-                if v > 0:
-                    draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=_KEYPOINT_COLOURS[i])
-        picture.thumbnail((tile, height))
-        sheet.paste(picture, ((index % columns) * tile, (index // columns) * height))
-    return sheet
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1781,7 +1746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sheet is not None:
         scenes = [render_scene(args.kind, args.seed, i) for i in range(min(args.count, 12))]
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
-        contact_sheet(scenes).save(args.sheet, quality=88)
+        contact_sheet(scenes, CATEGORIES[args.kind], tile=400).save(args.sheet, quality=88)
     if args.output is not None:
         keypoints = KEYPOINT_NAMES if args.kind == "gauges" else ()
         write_coco(
