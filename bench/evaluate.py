@@ -88,7 +88,9 @@ def parse_data(text: str) -> tuple[Path, Path]:
     return Path(annotations), Path(images)
 
 
-def served_model(annotations: Path, images: Path, model: str | None) -> str:
+def served_model(
+    annotations: Path, images: Path, model: str | None, repository: Path = REPOSITORY
+) -> str:
     """The detector whose ``CLASS_NAMES`` the set's categories are, its photos checked too
     (:func:`training.train.check_dataset`).
 
@@ -96,6 +98,7 @@ def served_model(annotations: Path, images: Path, model: str | None) -> str:
         annotations: the COCO instances file.
         images: its image folder.
         model: the detector to hold the set to; ``None``: the one sharing most class names.
+        repository: the served model repository, whose YAMLs name each detector's classes.
 
     Raises:
         EvaluationError: the file or a photo is missing or unreadable, or the categories are not
@@ -106,9 +109,9 @@ def served_model(annotations: Path, images: Path, model: str | None) -> str:
             names = {c["name"] for c in json.loads(annotations.read_text())["categories"]}
         except (OSError, ValueError, KeyError, TypeError):
             names = set()  # check_dataset says what is wrong with the file
-        model = max(DETECTORS, key=lambda m: len(names & set(class_names(REPOSITORY, m))))
+        model = max(DETECTORS, key=lambda m: len(names & set(class_names(repository, m))))
     try:
-        check_dataset(annotations, images, class_names(REPOSITORY, model))
+        check_dataset(annotations, images, class_names(repository, model))
     except DatasetError as error:
         raise EvaluationError(f"the served {model} model: {error}") from error
     return model
@@ -238,23 +241,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="Folder for results.json, the detections and the plots. Default is build/evaluate.",
     )
+    parser.add_argument(
+        "--repository",
+        type=Path,
+        default=REPOSITORY,
+        metavar="DIR",
+        help="The server's model repository, whose YAMLs name each detector's classes and "
+        "whose files give the served thresholds and calibration. Default is this project's "
+        "repository/.",
+    )
     add_connection_arguments(parser)
     return parser.parse_args(argv)
 
 
-def _check_server(client: JpegClient, model: str) -> dict[str, str]:
-    """The served ``model``'s files, once they are this checkout's (its classes are read here).
+def _check_server(client: JpegClient, model: str, repository: Path) -> dict[str, str]:
+    """The served ``model``'s files, once they are ``repository``'s (its classes are read there).
 
     Raises:
-        EvaluationError: the server serves another YAML than ``repository/`` names.
+        EvaluationError: the server serves another YAML than ``repository`` names.
     """
     files = detector_files(client, model)
-    local = model_tensors(REPOSITORY, model).parameters.get("detectron2_config")
+    local = model_tensors(repository, model).parameters.get("detectron2_config")
     if files.get("detectron2_config") != local:
         raise EvaluationError(
             f"the server's {model} serves {files.get('detectron2_config')!r}, but "
-            f"{REPOSITORY / model / 'config.pbtxt'} names {local!r}: evaluate with the "
-            "repository the server serves"
+            f"{repository / model / 'config.pbtxt'} names {local!r}: give --repository the "
+            "server's model repository"
         )
     return files
 
@@ -265,7 +277,7 @@ def evaluate(args: argparse.Namespace, annotations: Path, images: Path, model: s
     from bench.accuracy.report import format_table, plot_pr_curves, plot_reading_errors
 
     ground_truth = json.loads(annotations.read_text())
-    masks = MASKS in model_tensors(REPOSITORY, model).outputs and all(
+    masks = MASKS in model_tensors(args.repository, model).outputs and all(
         a.get("segmentation") for a in ground_truth["annotations"]
     )
     readings = model == "pointer" and any(
@@ -274,12 +286,12 @@ def evaluate(args: argparse.Namespace, annotations: Path, images: Path, model: s
     spec = HeldOutSet("yours", "own", model, masks=masks, readings=readings)
     with JpegClient(args.url, args.protocol) as client, tempfile.TemporaryDirectory() as linked:
         try:
-            files = _check_server(client, model)
+            files = _check_server(client, model, args.repository)
         except InferenceServerException as error:
             raise EvaluationError(f"the server at {client.url}: {error.message()}") from error
         except OSError as error:  # nothing listens there
             raise EvaluationError(f"cannot reach the server at {client.url}: {error}") from error
-        thresholds = served_thresholds(files, model) or {}
+        thresholds = served_thresholds(files, model, args.repository) or {}
         # collect_detections reads FOLDER/images/<file_name>: the set's folder, linked there.
         (Path(linked) / "images").symlink_to(images.resolve(), target_is_directory=True)
         collected = collect_detections(client, spec, Path(linked), ground_truth, SET_NAME)
@@ -322,7 +334,9 @@ def evaluate(args: argparse.Namespace, annotations: Path, images: Path, model: s
         "classes": table,
     }
     if readings:
-        summary = summarize_readings(ground_truth, collected.readings, dial_calibration(model))
+        summary = summarize_readings(
+            ground_truth, collected.readings, dial_calibration(model, args.repository)
+        )
         # The demo's goals are for the demo's meters: a set of yours is measured, not graded.
         figures = reading_figures(SET_NAME, summary, {}, {})
         print(f"Meter readings (no goals):\n\n{format_table(figures)}\n", flush=True)
@@ -352,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         annotations, images = parse_data(args.data)
-        model = served_model(annotations, images, args.model)
+        model = served_model(annotations, images, args.model, args.repository)
         return evaluate(args, annotations, images, model)
     except EvaluationError as error:
         print(f"evaluate: error: {error}", file=sys.stderr)

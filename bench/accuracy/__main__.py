@@ -389,12 +389,14 @@ def detector_files(client: JpegClient, model: str) -> dict[str, str]:
     return {key: parameters[key] for key in keys if key in parameters}
 
 
-def served_thresholds(files: Mapping[str, str], model: str) -> dict[str, float] | None:
-    """The per-class thresholds the served ``model`` names, read from this checkout's
-    repository (``None`` without a thresholds file, or where this checkout has none)."""
+def served_thresholds(
+    files: Mapping[str, str], model: str, repository: Path = REPOSITORY
+) -> dict[str, float] | None:
+    """The per-class thresholds the served ``model`` names, read from ``repository`` (``None``
+    without a thresholds file, or where the repository has none)."""
     if "score_thresholds" not in files:
         return None
-    path = REPOSITORY / model / files["score_thresholds"]
+    path = repository / model / files["score_thresholds"]
     try:
         return read_thresholds(path)
     except (OSError, ValueError) as error:
@@ -402,13 +404,13 @@ def served_thresholds(files: Mapping[str, str], model: str) -> dict[str, float] 
         return None
 
 
-def dial_calibration(model: str) -> Calibration | None:
-    """The scale ``repository/<model>/meters.yaml`` gives the dial class, if it gives one.
+def dial_calibration(model: str, repository: Path = REPOSITORY) -> Calibration | None:
+    """The scale ``<repository>/<model>/meters.yaml`` gives the dial class, if it gives one.
 
     Only used to tell which gauges' values are scored; a missing or broken file leaves that
     figure out rather than the run.
     """
-    path = REPOSITORY / model / "meters.yaml"
+    path = repository / model / "meters.yaml"
     try:
         # The gauge detector's classes: its needles are "pointer", its dials DIAL_CLASS.
         calibrations = load_calibrations(path, ["pointer", DIAL_CLASS])
