@@ -104,12 +104,24 @@ def served_model(
         EvaluationError: the file or a photo is missing or unreadable, or the categories are not
             the detector's classes (the message names the file and the difference).
     """
+    # A repository may serve one detector only (a user's fine-tuned pointer model, say).
+    served = [m for m in DETECTORS if (repository / m / "config.pbtxt").is_file()]
+    if model is not None and model not in served:
+        raise EvaluationError(
+            f"--model {model}: {repository / model / 'config.pbtxt'} is missing; give "
+            "--repository the server's model repository"
+        )
+    if not served:
+        raise EvaluationError(
+            f"{repository} has no detector ({' or '.join(DETECTORS)}): give --repository the "
+            "server's model repository"
+        )
     if model is None:
         try:
             names = {c["name"] for c in json.loads(annotations.read_text())["categories"]}
         except (OSError, ValueError, KeyError, TypeError):
             names = set()  # check_dataset says what is wrong with the file
-        model = max(DETECTORS, key=lambda m: len(names & set(class_names(repository, m))))
+        model = max(served, key=lambda m: len(names & set(class_names(repository, m))))
     try:
         check_dataset(annotations, images, class_names(repository, model))
     except DatasetError as error:

@@ -4,6 +4,7 @@ server, and ``training.train --val`` evaluating with detectron2's COCO evaluator
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from functools import partial
@@ -23,9 +24,16 @@ FINETUNE = REPO_ROOT / "training" / "recipes" / "pointer_demo_finetune.yaml"
 
 @pytest.fixture(scope="module")
 def gauge_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four drawn photos of meters, labelled as the pointer model's classes."""
+    """Four drawn photos of meters, labelled as the pointer model's classes and keypoints."""
     folder = tmp_path_factory.mktemp("gauges")
-    write_coco(folder, gauges.CATEGORIES, 4, partial(gauges.render_scene, 11), "test")
+    write_coco(
+        folder,
+        gauges.CATEGORIES,
+        4,
+        partial(gauges.render_scene, 11),
+        "test",
+        keypoint_names=gauges.KEYPOINT_NAMES,
+    )
     return folder
 
 
@@ -78,6 +86,20 @@ def test_categories_other_than_the_served_models_are_refused(
         tmp_path, f"{gauge_set / 'annotations.json'}:{gauge_set / 'images'}", "--model", "insulator"
     )
     assert "the served insulator model" in message and "unknown categories" in message
+
+
+def test_a_repository_without_the_detector_is_refused(gauge_set: Path, tmp_path: Path) -> None:
+    data = f"{gauge_set / 'annotations.json'}:{gauge_set / 'images'}"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    message = refused(tmp_path, data, "--repository", str(empty))
+    assert f"{empty} has no detector (pointer or insulator)" in message
+    # A repository of the pointer model alone is held to it; the insulator is not there.
+    alone = tmp_path / "alone"
+    shutil.copytree(REPO_ROOT / "repository" / "pointer", alone / "pointer")
+    message = refused(tmp_path, data, "--repository", str(alone), "--model", "insulator")
+    assert f"--model insulator: {alone / 'insulator' / 'config.pbtxt'} is missing" in message
+    assert "cannot reach the server" in refused(tmp_path, data, "--repository", str(alone))
 
 
 def test_nothing_listening_is_said_so(gauge_set: Path, tmp_path: Path) -> None:
