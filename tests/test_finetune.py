@@ -1,5 +1,6 @@
 """Fine-tuning (issue 38): the recipes, loading weights of another task for training, datasets
-refused before training starts, and a short run from a local 80-class COCO-shaped checkpoint.
+refused before training starts, a short run from a local 80-class COCO-shaped checkpoint, and
+the whole own-photos journey (draft labels, fine-tune, export, serve, evaluate) through servers.
 
 Nothing downloads: the model zoo's files are stood in for by checkpoints of the same shapes,
 built by detectron2 itself and saved as the zoo saves them.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 from functools import partial
@@ -18,17 +20,22 @@ import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
+from google.protobuf import text_format
 from PIL import Image
 
+from bench.evaluate import AP, AP50
+from bls.repository import read_config
 from pipelines.detector import UNTRAINED_KEY, CheckpointError, Detector, read_yaml_config
 from pipelines.untrained import make_untrained_checkpoint
-from server.launch import REPO_ROOT
+from server.launch import REPO_ROOT, TritonServer
+from tests.support import server_on
 from training import gauges
 from training.checkpoints import load_for_training
 from training.coco import write_coco
 from training.train import DatasetError, build_config, check_dataset
 
 RECIPES = REPO_ROOT / "training" / "recipes"
+CLIENT = [sys.executable, str(REPO_ROOT / "clients" / "bls_client.py")]
 REPOSITORY = REPO_ROOT / "repository"
 POINTER_COCO = RECIPES / "pointer_R50_FPN_from_coco.yaml"
 INSULATOR_IMAGENET = RECIPES / "insulator_R50_FPN_from_imagenet.yaml"
@@ -363,15 +370,17 @@ def run(command: list[str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def finetune_command(recipe: Path, dataset: Path, output: Path, *extra: str) -> list[str]:
-    """A few iterations of ``recipe`` on small images."""
+def finetune_command(
+    recipe: Path, dataset: Path, output: Path, *extra: str, iterations: int = 3
+) -> list[str]:
+    """``iterations`` (a few) of ``recipe`` on small images."""
     return [
         sys.executable, "-m", "training.train",
         "--config", str(recipe),
         "--dataset", f"{dataset / 'annotations.json'}:{dataset / 'images'}",
         "--output", str(output),
         "--threads", "1",
-        "--iterations", "3",
+        "--iterations", str(iterations),
         "INPUT.MIN_SIZE_TRAIN", "(160,)",
         "INPUT.MAX_SIZE_TRAIN", "256",
         "DATALOADER.NUM_WORKERS", "0",
@@ -440,3 +449,94 @@ def test_export_refuses_weights_that_do_not_fit_the_yaml_to_serve(tmp_path: Path
     )  # fmt: skip
     assert done.returncode == 2
     assert f"error: weights file {tmp_path / 'w.pth'} does not fit the model" in done.stderr
+
+
+def serving_repository(target: Path, yaml: str, weights: Path) -> Path:
+    """The pointer's part of the repository (preprocess, pointer, its ensemble, inspect for the
+    pointer alone) serving ``weights`` with ``yaml``, a served YAML without a keypoint head (any
+    ``KEYPOINTS`` output removed): the edits the README's journey has a user make to their
+    checkout's repository."""
+    for name in ("preprocess", "pointer", "pointer_ensemble", "inspect"):
+        ignore = shutil.ignore_patterns("weights", "__pycache__")
+        shutil.copytree(REPOSITORY / name, target / name, ignore=ignore)
+    configs = {name: read_config(target, name) for name in ("pointer", "pointer_ensemble")}
+    for config in configs.values():
+        kept = [output for output in config.output if output.name != "KEYPOINTS"]
+        del config.output[:]
+        config.output.extend(kept)
+    pointer = configs["pointer"]
+    pointer.parameters["detectron2_config"].string_value = yaml
+    pointer.parameters["weights"].string_value = str(weights)
+    del pointer.parameters["score_thresholds"]  # chosen for the demo weights only
+    [step] = [
+        s for s in configs["pointer_ensemble"].ensemble_scheduling.step if s.model_name == "pointer"
+    ]
+    if "KEYPOINTS" in step.output_map:
+        del step.output_map["KEYPOINTS"]
+    # The resize is the served YAML's (800 and 1333 for R50), taken from it when preprocess loads.
+    configs["preprocess"] = read_config(target, "preprocess")
+    configs["preprocess"].parameters["POINTER_IMAGE"].string_value = "detector=pointer"
+    configs["inspect"] = read_config(target, "inspect")
+    configs["inspect"].parameters["detectors"].string_value = "pointer=POINTER_IMAGE"
+    configs["inspect"].parameters["default_models"].string_value = "pointer"
+    for name, config in configs.items():
+        (target / name / "config.pbtxt").write_text(text_format.MessageToString(config))
+    return target
+
+
+@pytest.mark.slow
+def test_the_journey_from_photos_to_a_served_measured_model(
+    triton_server: TritonServer, coco_checkpoint: Path, gauge_set: Path, tmp_path: Path
+) -> None:
+    """The README's own-photos journey on four drawn photos: the demo server drafts the labels,
+    20 iterations fine-tune a Mask R-CNN R50-FPN from an 80-class COCO checkpoint on them, the
+    export serves on a second server, and ``bench.evaluate`` measures it against the truth."""
+    mine = tmp_path / "mine"
+    shutil.copytree(gauge_set / "images", mine / "images")
+    draft = mine / "annotations.json"
+    drafted = run(
+        [*CLIENT, "--url", triton_server.url("http"), "--models", "pointer", "--coco", str(draft),
+         str(mine / "images")]
+    )  # fmt: skip
+    assert drafted.returncode == 0, drafted.stderr[-2000:]
+    assert check_dataset(draft, mine / "images", gauges.CATEGORIES, masks=True) == 4
+
+    output = tmp_path / "run"
+    trained = run(
+        finetune_command(
+            POINTER_COCO, mine, output, "MODEL.WEIGHTS", str(coco_checkpoint), iterations=20
+        )
+    )
+    assert trained.returncode == 0, (trained.stdout + trained.stderr)[-3000:]
+    assert "301 of the model's 307 weights loaded" in trained.stdout + trained.stderr
+    weights = tmp_path / "pointer.pth"
+    served_yaml = SERVED[POINTER_COCO]
+    exported = run(
+        [sys.executable, "-m", "training.export", str(output / "model_final.pth"), str(weights),
+         "--config", str(served_yaml)]
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr[-2000:]
+
+    repository = serving_repository(tmp_path / "repository", served_yaml.name, weights)
+    with server_on(repository, tmp_path) as server:
+        server.wait_until_ready(timeout_s=600)
+        evaluation = tmp_path / "evaluation"
+        evaluate = [
+            sys.executable, "-m", "bench.evaluate", "--url", server.url("http"),
+            "--data", f"{gauge_set / 'annotations.json'}:{gauge_set / 'images'}",
+        ]  # fmt: skip
+        measured = run([*evaluate, "--repository", str(repository), "--out", str(evaluation)])
+        # Without --repository the checkout's is read, which names another YAML: refused.
+        mismatched = run([*evaluate, "--out", str(tmp_path / "not-written")])
+        log = server.log_text()
+    assert mismatched.returncode == 2, mismatched.stderr[-2000:]
+    assert "give --repository the server's model repository" in mismatched.stderr
+    assert measured.returncode == 0, measured.stderr[-3000:] + log[-3000:]
+    results = json.loads(Path(measured.stdout.strip().splitlines()[-1]).read_text())
+    assert results["detector_files"]["weights"] == str(weights)
+    assert results["detector_files"]["detectron2_config"] == served_yaml.name
+    assert results["images"] == 4 and results["failed_images"] == 0
+    # Twenty steps from random heads find little: the figures are measured, not judged.
+    for name in gauges.CATEGORIES:
+        row = results["classes"][name]
+        assert 0.0 <= row[AP] <= row[AP50] <= 1.0, (name, row)
