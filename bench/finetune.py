@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from google.protobuf import text_format
 
-from bench.accuracy.__main__ import SETS
+from bench.accuracy.__main__ import SETS, positive_int
 from bench.accuracy.metrics import Figure, Kind, first_images
 from bench.machine import describe_machine, machine_line
 from bench.servers import write_precision_repository
@@ -86,16 +86,6 @@ class TrialError(ValueError):
     """The trial cannot run or go on; the message names the file or option and the problem."""
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _recipe_section(name: str) -> Mapping[str, Any]:
     """A section of the recipe's own YAML (``MODEL``, ``SOLVER``); empty where it has none."""
     return (yaml.safe_load(RECIPE.read_text()) or {}).get(name) or {}
@@ -110,20 +100,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--photos",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_PHOTOS,
         help=f"Photos to draw and fine-tune on. Default is {DEFAULT_PHOTOS}.",
     )
     parser.add_argument(
         "--iterations",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="Training iterations, the recipe's schedule moved with them. Default is the "
         f"recipe's SOLVER.MAX_ITER ({_recipe_section('SOLVER').get('MAX_ITER')}).",
     )
     parser.add_argument(
         "--threads",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="torch threads of the training run. Default is every usable core.",
     )
@@ -145,7 +135,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--limit",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="Measure on the set's first N photos only (a trial of the command, not of the "
         "goals). Default is every photo.",
@@ -315,6 +305,19 @@ def _run_logged(command: Sequence[str], log: Path) -> int:
         return process.wait()
 
 
+def _timed_step(
+    what: str, command: Sequence[str], log: Path, timings: dict[str, float], key: str
+) -> bool:
+    """Runs ``command`` (:func:`_run_logged`), its wall time into ``timings[key]``; whether it
+    succeeded (a failure is said, naming ``what`` and the log)."""
+    started = time.monotonic()
+    code = _run_logged(command, log)
+    timings[key] = time.monotonic() - started
+    if code != 0:
+        print(f"finetune: error: {what} failed (exit {code}); log {log}", file=sys.stderr)
+    return code == 0
+
+
 def _fresh(folder: Path) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
@@ -421,14 +424,7 @@ def run_trial(args: argparse.Namespace, demo_weights: Path, annotations: Path, i
         *(["--iterations", str(args.iterations)] if args.iterations else []),
         *(["--threads", str(args.threads)] if args.threads else []),
     ]  # fmt: skip
-    started = time.monotonic()
-    code = _run_logged(train, out / "train.log")
-    timings["train_s"] = time.monotonic() - started
-    if code != 0:
-        print(
-            f"finetune: error: training failed (exit {code}); log {out / 'train.log'}",
-            file=sys.stderr,
-        )
+    if not _timed_step("training", train, out / "train.log", timings, "train_s"):
         return 1
 
     fine_tuned = out / f"{MODEL}.pth"
@@ -440,14 +436,7 @@ def run_trial(args: argparse.Namespace, demo_weights: Path, annotations: Path, i
         sys.executable, "-m", "training.export", str(run / "model_final.pth"), str(fine_tuned),
         "--config", str(served_yaml), "--note", note,
     ]  # fmt: skip
-    started = time.monotonic()
-    code = _run_logged(export, out / "export.log")
-    timings["export_s"] = time.monotonic() - started
-    if code != 0:
-        print(
-            f"finetune: error: export failed (exit {code}); log {out / 'export.log'}",
-            file=sys.stderr,
-        )
+    if not _timed_step("export", export, out / "export.log", timings, "export_s"):
         return 1
 
     measured_on, photo_count = _measurement_set(annotations, args.limit, out)

@@ -174,8 +174,12 @@ def _set_list(text: str) -> list[str]:
     return names
 
 
-def _positive(text: str) -> int:
-    value = int(text)
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1, refused with the text given otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
@@ -233,7 +237,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--limit",
-        type=_positive,
+        type=positive_int,
         metavar="N",
         help="Only the first N images of each set, for a quick look (with --choose-thresholds "
         "a trial that writes no thresholds). Default is every image.",
