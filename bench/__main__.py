@@ -207,7 +207,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_production_repository,
     )
     from server.launch import REPO_ROOT, Ports, ServerStartError
-    from tests.support import free_ports
 
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -220,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         weights = untrained_production_weights(REPO_ROOT / "build" / "untrained")
         repository = write_production_repository(out / "repository-r50", weights)
     servers = []
-    ports = [Ports(*free_ports(3)), Ports(*free_ports(3)), Ports(*free_ports(3))]
+    ports = [Ports.free(), Ports.free(), Ports.free()]
     lower_note = ""
     # Only section 1 compares precisions.
     lower = args.precision if "overhead" in sections else None

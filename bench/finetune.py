@@ -358,13 +358,12 @@ def measure(repository: Path, annotations: Path, images: Path, out: Path) -> dic
     ``bench.evaluate``; its results, or ``{"error": ...}`` saying why there are none."""
     from bench.evaluate import EvaluationError, evaluate
     from clients.jpeg_client import InferenceServerException
-    from tests.support import free_ports
 
     out.mkdir(parents=True, exist_ok=True)
     log = out / "tritonserver.log"
     print(f"finetune: starting tritonserver on {repository} ...", file=sys.stderr, flush=True)
     server = TritonServer(
-        Ports(*free_ports(3)), model_repository=repository, build_dir=out / "triton", log_path=log
+        Ports.free(), model_repository=repository, build_dir=out / "triton", log_path=log
     )
     try:
         with server:

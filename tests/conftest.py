@@ -14,7 +14,6 @@ from tests.support import (
     JPEG_SIZES,
     PHOTO,
     encode_jpeg,
-    free_ports,
     make_scenes,
 )
 
@@ -84,7 +83,7 @@ def scenes() -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     """The real tritonserver on the real repository, on free ports, for the whole session."""
-    ports = Ports(*free_ports(3))
+    ports = Ports.free()
     log_path = tmp_path_factory.mktemp("triton") / "tritonserver.log"
     with TritonServer(
         ports, log_path=log_path, trace_file=log_path.with_name("trace.json")

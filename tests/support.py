@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -151,20 +149,11 @@ def nothing_photos() -> dict[str, bytes]:
     return {kind: (NOTHING_FOLDER / f"{kind}.jpg").read_bytes() for kind in NOTHING_KINDS}
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel reports free right now (held open together so they differ)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 def server_on(repository: Path, folder: Path, **options: Any) -> TritonServer:
     """A server (not started) on free ports for another model repository, its build and log in
     ``folder``; ``options`` go to :class:`TritonServer`."""
     return TritonServer(
-        Ports(*free_ports(3)),
+        Ports.free(),
         model_repository=repository,
         build_dir=folder / "build",
         log_path=folder / "triton.log",

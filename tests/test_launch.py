@@ -17,12 +17,13 @@ import tritonclient.http as httpclient
 from pipelines.threads import usable_cores
 from server.launch import (
     REPO_ROOT,
+    Ports,
     ServerStartError,
     child_processes,
     processes_in_group,
     visible_gpus,
 )
-from tests.support import WATCHDOG_NOTES_STUBS_S, free_ports, probe_ready, server_on
+from tests.support import WATCHDOG_NOTES_STUBS_S, probe_ready, server_on
 
 pytestmark = pytest.mark.server
 
@@ -64,7 +65,8 @@ def test_serve_prints_ports_when_ready_and_stops_on_a_signal(
     tmp_path: Path, stop: str, attempt: int
 ) -> None:
     repository = copy_models(tmp_path / "repository", "preprocess", "preprocess_ensemble")
-    http, grpc, metrics = free_ports(3)
+    ports = Ports.free()
+    http, grpc, metrics = ports.http, ports.grpc, ports.metrics
     process = subprocess.Popen(
         [
             sys.executable,

@@ -46,7 +46,7 @@ from bls.meters.calibration import CalibrationError, load_calibrations
 from bls.meters.records import STATUS_MEANINGS, Evidence
 from bls.repository import class_names, read_config
 from pipelines.jpeg import DecodeError, check_jpeg
-from server.launch import REPO_ROOT
+from server.launch import REPO_ROOT, Ports
 from server.prerequisites import SUPPORTED_PYTHONS, Machine, find_problems, report
 from tests.bad_inputs import bad_input, with_frame_size
 from tests.conftest import SMALL_SOAK_REQUESTS
@@ -56,7 +56,6 @@ from tests.support import (
     MAX_MEAN_DIFF,
     PHOTO,
     encode_jpeg,
-    free_ports,
 )
 from tests.test_deploy import docker_run_command
 from tests.test_jpeg_inputs import CMYK_MAX_MEAN_DIFF
@@ -836,7 +835,8 @@ class ServedDocs:
 def served_docs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedDocs]:
     """``python -m server.launch`` (what ``make serve`` runs) on free ports, ready."""
     tmp_path = tmp_path_factory.mktemp("served_docs")
-    ports = dict(zip(("HTTP_PORT", "GRPC_PORT", "METRICS_PORT"), free_ports(3), strict=True))
+    free = Ports.free()
+    ports = {"HTTP_PORT": free.http, "GRPC_PORT": free.grpc, "METRICS_PORT": free.metrics}
     workdir = tmp_path / "checkout"
     workdir.mkdir()
     for entry in REPO_ROOT.iterdir():

@@ -33,7 +33,6 @@ from tests.bad_inputs import bad_input
 from tests.support import (
     ReadinessRecorder,
     connect,
-    free_ports,
     gauge_scene,
     server_on,
     shared_share,
@@ -320,7 +319,7 @@ def test_cli_on_a_folder_draws_into_a_folder_and_filters_by_score(
 def test_a_failing_detector_does_not_lose_the_other(tmp_path: Path, photo: bytes) -> None:
     """Kill pointer's stub and ask for `both` at once, from Python and from the CLI: insulator
     still answers, the CLI exits 1, and the watchdog brings pointer back."""
-    server = TritonServer(Ports(*free_ports(3)), log_path=tmp_path / "triton.log")
+    server = TritonServer(Ports.free(), log_path=tmp_path / "triton.log")
     with server:
         server.wait_until_ready(timeout_s=600)
         (victim,) = server.stubs()["pointer"]
@@ -379,7 +378,7 @@ def test_a_dead_preprocess_is_a_server_error_not_the_clients(
 ) -> None:
     """The router passes its callee's error code on: a killed preprocess stub is answered as a
     server fault, never as a bad request."""
-    server = TritonServer(Ports(*free_ports(3)), log_path=tmp_path / "triton.log")
+    server = TritonServer(Ports.free(), log_path=tmp_path / "triton.log")
     with server:
         server.wait_until_ready(timeout_s=600)
         (victim,) = server.stubs()["preprocess"]

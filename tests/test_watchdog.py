@@ -20,7 +20,7 @@ import tritonclient.http as httpclient
 from clients.jpeg_client import InferenceServerException, JpegClient
 from server import watchdog
 from server.launch import REPO_ROOT, Ports, TritonServer, processes_in_group
-from tests.support import WATCHDOG_NOTES_STUBS_S, ReadinessRecorder, free_ports
+from tests.support import WATCHDOG_NOTES_STUBS_S, ReadinessRecorder
 
 ENSEMBLE = "preprocess_ensemble"
 # What a request gets while its model is broken (sent to the dead stub), then unloaded.
@@ -58,7 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> TritonServer:
     for name in ("preprocess", ENSEMBLE):
         shutil.copytree(REPO_ROOT / "repository" / name, root / "repository" / name)
     server = TritonServer(
-        Ports(*free_ports(3)),
+        Ports.free(),
         model_repository=root / "repository",
         build_dir=root / "build",
         log_path=root / "triton.log",
@@ -169,7 +169,7 @@ def test_a_failed_reload_is_retried_less_and_less_often_until_it_works(tmp_path:
     repository = tmp_path / "repository"
     shutil.copytree(REPO_ROOT / "repository" / "preprocess", repository / "preprocess")
     server = TritonServer(
-        Ports(*free_ports(3)),
+        Ports.free(),
         model_repository=repository,
         build_dir=tmp_path / "build",
         log_path=tmp_path / "triton.log",

@@ -98,10 +98,9 @@ import json, subprocess, sys
 from pathlib import Path
 from server.backend import find_triton_install
 from server.launch import Ports, TritonServer
-from tests.support import free_ports
 
 photo, folder = sys.argv[1], Path(sys.argv[2])
-server = TritonServer(Ports(*free_ports(3)), build_dir=folder / "build", log_path=folder / "log")
+server = TritonServer(Ports.free(), build_dir=folder / "build", log_path=folder / "log")
 with server:
     server.wait_until_ready(timeout_s=600)
     answer = subprocess.run(

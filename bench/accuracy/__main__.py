@@ -620,13 +620,12 @@ def _server(
     url: str | None, protocol: str, repository: Path, log_path: Path
 ) -> Iterator[JpegClient]:
     """A client of the server at ``url``, or of one started on ``repository`` on free ports."""
-    from tests.support import free_ports
 
     with contextlib.ExitStack() as stack:
         if url is None:
             print(f"accuracy: starting tritonserver on {repository} ...", file=sys.stderr)
             server = stack.enter_context(
-                TritonServer(Ports(*free_ports(3)), model_repository=repository, log_path=log_path)
+                TritonServer(Ports.free(), model_repository=repository, log_path=log_path)
             )
             server.wait_until_ready(timeout_s=900)
             url = server.url(protocol)

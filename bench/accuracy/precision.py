@@ -227,7 +227,6 @@ def measure_in_precision(
     import torch
 
     from pipelines.detector import parse_precision, served_precision
-    from tests.support import free_ports
 
     dtype = args.precision
     if args.out.resolve() == DEFAULT_OUT.resolve():
@@ -242,7 +241,7 @@ def measure_in_precision(
     print(f"accuracy: starting tritonserver on {repository} ...", file=sys.stderr)
     try:
         with TritonServer(
-            Ports(*free_ports(3)),
+            Ports.free(),
             model_repository=repository,
             log_path=out / f"tritonserver-{dtype}.log",
         ) as server:
