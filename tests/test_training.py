@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import register_coco_instances
 
 from pipelines.detector import Detector
 from server.launch import REPO_ROOT
@@ -22,7 +21,13 @@ from training import gauges, insulators
 from training.augment import Jitter, PhotometricJitter, apply_jitter
 from training.coco import write_coco
 from training.export import export_weights
-from training.train import DatasetError, Trainer, build_config, check_dataset
+from training.train import (
+    DatasetError,
+    Trainer,
+    build_config,
+    check_dataset,
+    register_training_set,
+)
 
 POINTER_YAML = REPO_ROOT / "repository" / "pointer" / "mask_rcnn_R18_FPN_demo.yaml"
 INSULATOR_YAML = REPO_ROOT / "repository" / "insulator" / "centernet2_R18_FPN_demo.yaml"
@@ -41,7 +46,14 @@ SMOKE = [
 @pytest.fixture(scope="module")
 def gauge_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("gauges")
-    write_coco(folder, gauges.CATEGORIES, 6, partial(gauges.render_scene, 7), "test")
+    write_coco(
+        folder,
+        gauges.CATEGORIES,
+        6,
+        partial(gauges.render_scene, 7),
+        "test",
+        keypoint_names=gauges.KEYPOINT_NAMES,
+    )
     return folder
 
 
@@ -173,7 +185,12 @@ def train_one_iteration_recording_feature_dtypes(gauge_set: Path, output: Path) 
     ``p2`` features at each forward."""
     cfg = build_config(POINTER_YAML, output, "cpu", [*SMOKE, "SOLVER.MAX_ITER", "1"])
     assert cfg.SOLVER.AMP.ENABLED, "the demo recipes train in mixed precision"
-    register_coco_instances("train", {}, gauge_set / "annotations.json", gauge_set / "images")
+    register_training_set(
+        "train",
+        gauge_set / "annotations.json",
+        gauge_set / "images",
+        cfg.KEYPOINT_NAMES,
+    )
     try:
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=False)

@@ -64,6 +64,7 @@ __all__ = [
     "cpu_has_bfloat16",
     "keypoint_flip_map",
     "main",
+    "register_training_set",
     "scale_schedule",
     "train",
 ]
@@ -302,6 +303,19 @@ def keypoint_flip_map(keypoint_names: Sequence[str]) -> list[tuple[str, str]]:
         for name in keypoint_names
         if name.endswith("_start") and name.removesuffix("_start") + "_end" in names
     ]
+
+
+def register_training_set(
+    name: str, annotations: Path, images: Path, keypoint_names: Sequence[str] = ()
+) -> None:
+    """Registers a COCO instances set with detectron2 under ``name``, with the keypoint names
+    and flip map that a keypoint head's training needs (``keypoint_names``: the config's
+    ``KEYPOINT_NAMES``; none for a model without keypoints)."""
+    register_coco_instances(name, {}, annotations, images)
+    if keypoint_names:
+        MetadataCatalog.get(name).set(
+            keypoint_names=list(keypoint_names), keypoint_flip_map=keypoint_flip_map(keypoint_names)
+        )
 
 
 def scale_schedule(cfg: CfgNode, iterations: int) -> None:
@@ -621,11 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --resume: no checkpoint in {args.output}", file=sys.stderr)
         return 2
     torch.set_num_threads(max(1, args.threads))
-    register_coco_instances("train", {}, annotations, images)
-    if keypoint_names:
-        MetadataCatalog.get("train").set(
-            keypoint_names=list(keypoint_names), keypoint_flip_map=keypoint_flip_map(keypoint_names)
-        )
+    register_training_set("train", annotations, images, keypoint_names)
     if args.val is not None:
         register_coco_instances(VAL_DATASET, {}, val_annotations, val_images)
     args.output.mkdir(parents=True, exist_ok=True)
