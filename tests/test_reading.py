@@ -285,9 +285,9 @@ def test_drawn_dials_read_within_half_a_percent() -> None:
 
 
 def test_small_dials_with_short_sweeps_abstain() -> None:
-    # A keypoint a pixel off turns a mark on a 40 px dial by 1.7 degrees: 2.9% of a 60-degree
-    # sweep. The same scale on a 150 px dial reads.
-    for radius, status in ((40.0, "scale unsure"), (150.0, "ok")):
+    # A keypoint 3 px off (the demo model's error at the scale's ends) turns a mark on a 40 px
+    # dial by 4.3 degrees: 7% of a 60-degree sweep. The same scale on a 250 px dial reads.
+    for radius, status in ((40.0, "scale unsure"), (250.0, "ok")):
         drawn = _draw(_camera(10, 0, 5, (320, 240), radius), 330.0, 60.0, 0.5)
         reading = _read(drawn.instances)
         assert reading.status == status
@@ -348,8 +348,8 @@ def test_faulty_keypoints_abstain() -> None:
         return reading.status
 
     assert status(drawn.instances) == "ok"
-    # The middle mark 10 degrees from halfway: the scale's marks contradict each other.
-    assert status(_moved(drawn, "scale_mid", _unit(start + sweep / 2 + 10) * MARK_RADIUS)) == (
+    # The middle mark at 70% of the sweep: the scale's marks contradict each other.
+    assert status(_moved(drawn, "scale_mid", _unit(start + sweep * 0.7) * MARK_RADIUS)) == (
         "scale unsure"
     )
     # Start and end swapped: the middle lies outside the sweep they span.
@@ -375,15 +375,15 @@ def test_faulty_keypoints_abstain() -> None:
 
 
 def test_a_few_pixels_on_the_pivot_are_absorbed_by_the_needle() -> None:
-    # The pivot keypoint is moved onto the needle's line before the face is rectified: 3 px
-    # across the needle on a 60 px dial would otherwise turn the marks by about 3 degrees.
-    camera = _camera(30, 20, 3, (320, 240), 60)
-    drawn = _draw(camera, start_deg=300.0, sweep_deg=90.0, fraction=0.5)
+    # The pivot keypoint is moved onto the needle's line before the face is rectified: 3.5 px
+    # across the needle on a 70 px dial would otherwise turn the marks by about 3 degrees.
+    camera = _camera(30, 20, 3, (320, 240), 70)
+    drawn = _draw(camera, start_deg=225.0, sweep_deg=270.0, fraction=0.5)
     keypoints = drawn.keypoints.copy()
-    needle = _unit(300.0 + 45.0)
-    keypoints[3, :2] += 3.0 * np.array([-needle[1], needle[0]])
+    needle = _unit(225.0 + 135.0)
+    keypoints[3, :2] += 3.5 * np.array([-needle[1], needle[0]])
     reading = _read(drawn.with_keypoints(keypoints.astype(np.float32)))
-    assert reading.status == "ok"
+    assert reading.status == "ok", reading
     assert reading.fraction == pytest.approx(0.5, abs=FRACTION_TOLERANCE)
     assert reading.evidence.center_miss > 0.03
 

@@ -76,9 +76,13 @@ _MIN_DIAL_POINTS = 12
 class Thresholds:
     """Where evidence turns into abstention; lengths in shares of the face's radius.
 
-    The defaults were set on drawn dials with exact masks and keypoints jittered by a pixel or
-    two (tests/test_reading.py); they are to be tuned on the pointer model's held-out outputs:
-    pass another instance to :func:`read_meters`, report one with ``dataclasses.asdict``.
+    The scale's defaults were chosen on the demo pointer model's outputs for 120 photos of the
+    gauges' calibration split (never the held-out one; docs/accuracy.md): the most readings
+    ``ok`` with none more than 3% of the span off by fraction. Its keypoints are off by about
+    3 px at the scale's ends (``keypoint_error_px``) and far more at ``scale_mid``, whose
+    heatmap peak is also a sixth as sharp as the ends' (hence the low ``keypoint_min_score``
+    and the loose ``max_mid_error``, which still catches ends swapped or confused, 0.5 off).
+    Pass another instance to :func:`read_meters`, report one with ``dataclasses.asdict``.
 
     Attributes:
         keypoint_min_score: least detectron2 keypoint score (its heatmap peak's softmax share)
@@ -107,12 +111,12 @@ class Thresholds:
             rendered gauges seen from 1.5 dial diameters, the closest the renderer goes).
     """
 
-    keypoint_min_score: float = 0.05
-    max_ellipse_residual: float = 0.03
+    keypoint_min_score: float = 0.01
+    max_ellipse_residual: float = 0.05
     max_pivot_offset: float = 0.5
-    max_mid_error: float = 0.02
-    max_radius_spread: float = 0.08
-    keypoint_error_px: float = 1.0
+    max_mid_error: float = 0.1
+    max_radius_spread: float = 0.2
+    keypoint_error_px: float = 3.0
     max_fraction_uncertainty: float = 0.015
     scale_radius: tuple[float, float] = (0.3, 1.05)
     min_sweep_deg: float = 30.0
