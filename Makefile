@@ -86,7 +86,7 @@ train: $(READY) ## Train both demo detectors, one after the other (about 2 hours
 	$(MAKE) -j1 train-pointer train-insulator
 
 train-pointer: build/data/gauges/train/annotations.json | $(READY) ## Train the demo pointer model (TRAIN_ARGS=--resume goes on after Ctrl-C).
-	$(PY) -m training.train --config repository/pointer/mask_rcnn_R18_FPN_demo_keypoints.yaml \
+	$(PY) -m training.train --config repository/pointer/mask_rcnn_R18_FPN_demo.yaml \
 		--dataset build/data/gauges/train/annotations.json:build/data/gauges/train/images \
 		--output build/train/pointer $(TRAIN_THREAD_ARGS) $(TRAIN_ARGS)
 	$(PY) -m training.export build/train/pointer/model_final.pth repository/pointer/weights/demo.pth \

@@ -12,10 +12,6 @@ of data-dependent initialisation). Same config and seed, same file.
 
     python -m pipelines.untrained --config repository/pointer/mask_rcnn_R50_FPN.yaml \\
         --output repository/pointer/weights/untrained.pth
-
-With ``--trained``, every weight a trained checkpoint of a smaller recipe holds is taken from it
-and only the parts it lacks are random: the demo pointer model with an untrained keypoint head
-serves the keypoint recipe end to end, real needles and dials with meaningless keypoints.
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ import torch
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 
-from pipelines.detector import UNTRAINED_KEY, CheckpointError, load_config
+from pipelines.detector import UNTRAINED_KEY, load_config
 
 __all__ = ["RESIDUAL_GAIN", "main", "make_untrained_checkpoint"]
 
@@ -75,58 +71,22 @@ def _normalize_frozen_batch_norms(model: torch.nn.Module, image: torch.Tensor) -
     return len(norms)
 
 
-def _take_trained(model: torch.nn.Module, trained_path: Path) -> list[str]:
-    """Loads into ``model`` every weight of a trained checkpoint; returns the names of those it
-    lacks, which keep their random values.
-
-    Raises:
-        CheckpointError: the checkpoint holds a weight the model does not have, or of another
-            shape: it is not a smaller recipe of this architecture.
-    """
-    state = torch.load(trained_path, map_location="cpu", weights_only=False)["model"]
-    expected = model.state_dict()
-    alien = sorted(k for k, v in state.items() if k not in expected or expected[k].shape != v.shape)
-    if alien:
-        raise CheckpointError(
-            f"{trained_path} does not fit the model: {len(alien)} weights it lacks or shapes "
-            f"differently (e.g. {', '.join(alien[:3])})"
-        )
-    with torch.no_grad():
-        for key, value in state.items():
-            expected[key].copy_(torch.as_tensor(value))
-    return sorted(set(expected) - set(state))
-
-
-def make_untrained_checkpoint(
-    config_path: Path, output_path: Path, seed: int = 0, trained_path: Path | None = None
-) -> Path:
+def make_untrained_checkpoint(config_path: Path, output_path: Path, seed: int = 0) -> Path:
     """Builds the detector with seeded random weights and saves a labelled checkpoint.
 
     Args:
         config_path: the detector's detectron2 YAML.
         output_path: where to write the ``.pth`` (parent folders are created).
         seed: seed of the weights and of the calibration image.
-        trained_path: a trained checkpoint of the same architecture without some parts (a
-            head the recipe adds); its weights replace the random ones, the rest stay random.
 
     Returns:
         ``output_path``.
-
-    Raises:
-        CheckpointError: ``trained_path`` has weights the model does not.
     """
     cfg = load_config(config_path, device="cpu")
     torch.manual_seed(seed)
     model = build_model(cfg).eval()
     _normalize_frozen_batch_norms(model, _calibration_image(seed))
     what = f"random weights (seed {seed}) for {config_path.name}; detections are meaningless"
-    if trained_path is not None:
-        random = _take_trained(model, trained_path)
-        parts = sorted({".".join(k.split(".")[:2]) for k in random})
-        what = (
-            f"{trained_path.name} for {config_path.name}, with random weights (seed {seed}) "
-            f"in {', '.join(parts)}, whose outputs are meaningless"
-        )
     output_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
@@ -146,16 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, required=True, help="Detector YAML.")
     parser.add_argument("--output", type=Path, required=True, help="Checkpoint to write.")
     parser.add_argument("--seed", type=int, default=0, help="Random seed. Default is 0.")
-    parser.add_argument(
-        "--trained",
-        type=Path,
-        help="A trained checkpoint of the same architecture lacking some parts (e.g. the demo "
-        "pointer model for the keypoint recipe): its weights are kept, only the rest is random. "
-        "Default is none: all random.",
-    )
     args = parser.parse_args(argv)
     print(f"Making UNTRAINED weights for {args.config} -> {args.output} (seed {args.seed})")
-    make_untrained_checkpoint(args.config, args.output, args.seed, args.trained)
+    make_untrained_checkpoint(args.config, args.output, args.seed)
     return 0
 
 

@@ -302,21 +302,15 @@ def test_merge_refuses_keypoints_that_do_not_fit_their_names() -> None:
 
 
 def test_router_reads_keypoint_names_from_the_yaml_its_detector_serves(tmp_path: Path) -> None:
-    assert keypoint_names(REPOSITORY, "pointer") == []  # the committed weights have no head
+    assert keypoint_names(REPOSITORY, "pointer") == KEYPOINT_NAMES
     assert keypoint_names(REPOSITORY, "insulator") == []
     pointer = tmp_path / "pointer"
-    pointer.mkdir()
-    config = (REPOSITORY / "pointer" / "config.pbtxt").read_text()
-    served = '"mask_rcnn_R18_FPN_demo.yaml"'
-    assert served in config
-    keypoint_yaml = "mask_rcnn_R18_FPN_demo_keypoints.yaml"
-    (pointer / "config.pbtxt").write_text(config.replace(served, f'"{keypoint_yaml}"'))
-    shutil.copy(REPOSITORY / "pointer" / keypoint_yaml, pointer)
+    shutil.copytree(REPOSITORY / "pointer", pointer, ignore=shutil.ignore_patterns("weights"))
+    served = pointer / "mask_rcnn_R18_FPN_demo.yaml"
     assert keypoint_names(tmp_path, "pointer") == KEYPOINT_NAMES
     assert class_names(tmp_path, "pointer") == ["pointer", "dial"]
-    twice = (pointer / keypoint_yaml).read_text().replace('"scale_mid"', '"scale_end"')
-    (pointer / keypoint_yaml).write_text(twice)
-    with pytest.raises(ValueError, match=f"{pointer / keypoint_yaml}: KEYPOINT_NAMES must be"):
+    served.write_text(served.read_text().replace('"scale_mid"', '"scale_end"'))
+    with pytest.raises(ValueError, match=f"{served}: KEYPOINT_NAMES must be"):
         keypoint_names(tmp_path, "pointer")
 
 

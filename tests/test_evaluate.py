@@ -7,16 +7,14 @@ import json
 import shutil
 import subprocess
 import sys
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 from bench.evaluate import AP, AP50, COLUMNS, MASK_AP, MASK_AP50, ap_per_class
 from server.launch import REPO_ROOT, TritonServer
+from tests.support import write_gauge_set
 from tests.test_training import SMOKE
-from training import gauges
-from training.coco import write_coco
 
 EVALUATE = [sys.executable, "-m", "bench.evaluate"]
 FINETUNE = REPO_ROOT / "training" / "recipes" / "pointer_demo_finetune.yaml"
@@ -25,16 +23,7 @@ FINETUNE = REPO_ROOT / "training" / "recipes" / "pointer_demo_finetune.yaml"
 @pytest.fixture(scope="module")
 def gauge_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four drawn photos of meters, labelled as the pointer model's classes and keypoints."""
-    folder = tmp_path_factory.mktemp("gauges")
-    write_coco(
-        folder,
-        gauges.CATEGORIES,
-        4,
-        partial(gauges.render_scene, 11),
-        "test",
-        keypoint_names=gauges.KEYPOINT_NAMES,
-    )
-    return folder
+    return write_gauge_set(tmp_path_factory.mktemp("gauges"), 4, 11)
 
 
 def refused(tmp_path: Path, data: str, *extra: str) -> str:

@@ -129,8 +129,23 @@ def test_config_keeps_the_tensor_contract(name: str) -> None:
     assert config_mismatches(as_triton_json(CONFIGS[name]), contracts()[name]) == []
 
 
-def test_contract_check_finds_tensors_by_name_and_names_each_departure() -> None:
+def pointer_config_with_keypoints(dims: list[str]) -> dict:
+    """The served pointer's config, as Triton hands it over, with its KEYPOINTS of ``dims``."""
     config = as_triton_json(CONFIGS["pointer"])
+    [keypoints] = [o for o in config["output"] if o["name"] == KEYPOINTS]
+    keypoints["dims"] = dims
+    return config
+
+
+def pointer_config_without_keypoints() -> dict:
+    """The served pointer's config, as Triton hands it over, less its KEYPOINTS."""
+    config = as_triton_json(CONFIGS["pointer"])
+    config["output"] = [o for o in config["output"] if o["name"] != KEYPOINTS]
+    return config
+
+
+def test_contract_check_finds_tensors_by_name_and_names_each_departure() -> None:
+    config = pointer_config_without_keypoints()
     config["output"].reverse()  # order is free: tensors are found by name
     assert config_mismatches(config, MASK_DETECTOR) == []
     config["output"] = [o for o in config["output"] if o["name"] != "SCORES"]
@@ -156,18 +171,11 @@ def test_a_keypoint_head_adds_keypoints_after_the_other_outputs() -> None:
     assert detector_contract(True, 0) == detector_contract(True) == MASK_DETECTOR
 
 
-def pointer_config_with_keypoints(dims: list[str]) -> dict:
-    """The served pointer's config with a KEYPOINTS output, as Triton hands it over."""
-    config = as_triton_json(CONFIGS["pointer"])
-    config["output"].append({"name": KEYPOINTS, "data_type": "TYPE_FP32", "dims": dims})
-    return config
-
-
 def test_keypoints_are_held_to_the_contract_of_the_yamls_head() -> None:
     config = pointer_config_with_keypoints(["-1", "4", "3"])
     assert config_mismatches(config, detector_contract(True, 4)) == []
     assert config_mismatches(config, detector_contract(True)) == ["unexpected output KEYPOINTS"]
-    assert config_mismatches(as_triton_json(CONFIGS["pointer"]), detector_contract(True, 4)) == [
+    assert config_mismatches(pointer_config_without_keypoints(), detector_contract(True, 4)) == [
         "output KEYPOINTS is missing"
     ]
     assert config_mismatches(config, detector_contract(True, 5)) == [
@@ -176,8 +184,8 @@ def test_keypoints_are_held_to_the_contract_of_the_yamls_head() -> None:
 
 
 CONFIG_PBTXT = REPOSITORY / "pointer" / "config.pbtxt"
-KEYPOINT_YAML = REPOSITORY / "pointer" / "mask_rcnn_R18_FPN_demo_keypoints.yaml"
-PLAIN_YAML = REPOSITORY / "pointer" / "mask_rcnn_R18_FPN_demo.yaml"
+KEYPOINT_YAML = REPOSITORY / "pointer" / "mask_rcnn_R18_FPN_demo.yaml"
+PLAIN_YAML = REPOSITORY / "pointer" / "mask_rcnn_R50_FPN.yaml"
 
 
 def test_keypoints_declared_without_a_keypoint_head_name_both_files() -> None:
@@ -191,7 +199,7 @@ def test_keypoints_declared_without_a_keypoint_head_name_both_files() -> None:
 
 
 def test_a_keypoint_head_without_keypoints_declared_names_both_files() -> None:
-    plain = as_triton_json(CONFIGS["pointer"])
+    plain = pointer_config_without_keypoints()
     problem = keypoint_mismatch(plain, 4, CONFIG_PBTXT, KEYPOINT_YAML)
     assert problem is not None
     assert problem.startswith(

@@ -47,14 +47,12 @@ from pipelines.detector import (
 )
 from pipelines.preprocess import Resize
 from pipelines.tensors import Detections
-from pipelines.untrained import make_untrained_checkpoint
 from server.launch import REPO_ROOT, ServerStartError
 from tests.support import reference_preprocess, server_on
 
 REPOSITORY = REPO_ROOT / "repository"
 POINTER_YAML = REPOSITORY / "pointer" / "mask_rcnn_R18_FPN_demo.yaml"
 POINTER_WEIGHTS = REPOSITORY / "pointer" / "weights" / "demo.pth"
-KEYPOINT_YAML = REPOSITORY / "pointer" / "mask_rcnn_R18_FPN_demo_keypoints.yaml"
 INSULATOR_YAML = REPOSITORY / "insulator" / "centernet2_R18_FPN_demo.yaml"
 INSULATOR_WEIGHTS = REPOSITORY / "insulator" / "weights" / "demo.pth"
 
@@ -292,23 +290,12 @@ def run_recorded(detector: Detector, image: Any, record: Recorded) -> Detections
     return found
 
 
-@pytest.fixture(scope="module")
-def keypoint_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo pointer's weights with an untrained keypoint head: real needles and dials, so
-    that every head and every decoding runs."""
-    folder = tmp_path_factory.mktemp("keypoints")
-    return make_untrained_checkpoint(
-        KEYPOINT_YAML, folder / "keypoints.pth", trained_path=POINTER_WEIGHTS
-    )
-
-
 @pytest.mark.parametrize(("device", "dtype"), LOWER)
 @pytest.mark.parametrize("model", ["pointer with keypoints", "insulator"])
 def test_decoding_nms_roialign_and_pasting_stay_float32(
     monkeypatch: pytest.MonkeyPatch,
     recorded: Recorded,
     scenes: dict[str, bytes],
-    keypoint_weights: Path,
     device: str,
     dtype: torch.dtype,
     model: str,
@@ -324,7 +311,7 @@ def test_decoding_nms_roialign_and_pasting_stay_float32(
         expected_stages = {"box decoding", "centernet decoding", "ROIAlign"}
         lowered = {"backbone", "proposal_generator.centernet_head", "roi_heads.box_head.0"}
     else:
-        yaml_path, weights, photo = KEYPOINT_YAML, keypoint_weights, "gauges"
+        yaml_path, weights, photo = POINTER_YAML, POINTER_WEIGHTS, "gauges"
         expected_stages = {
             "box decoding",
             "ROIAlign",

@@ -17,7 +17,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from pipelines.detector import Detector
 from server.launch import REPO_ROOT
-from training import gauges, insulators
+from tests.support import write_gauge_set
+from training import insulators
 from training.augment import Jitter, PhotometricJitter, apply_jitter
 from training.coco import write_coco
 from training.export import export_weights
@@ -45,16 +46,7 @@ SMOKE = [
 
 @pytest.fixture(scope="module")
 def gauge_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("gauges")
-    write_coco(
-        folder,
-        gauges.CATEGORIES,
-        6,
-        partial(gauges.render_scene, 7),
-        "test",
-        keypoint_names=gauges.KEYPOINT_NAMES,
-    )
-    return folder
+    return write_gauge_set(tmp_path_factory.mktemp("gauges"), 6, 7)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from training.coco import write_coco
 from training.export import export_weights
 from training.train import DatasetError, check_dataset, keypoint_flip_map
 
-KEYPOINT_YAML = REPO_ROOT / "repository" / "pointer" / "mask_rcnn_R18_FPN_demo_keypoints.yaml"
+KEYPOINT_YAML = REPO_ROOT / "repository" / "pointer" / "mask_rcnn_R18_FPN_demo.yaml"
 CLASSES = list(gauges.CATEGORIES)
 KEYPOINTS = list(gauges.KEYPOINT_NAMES)
 
