@@ -141,10 +141,8 @@ FOUND_IN_NOTHING: dict[str, dict[str, str]] = {
         "pointer": "the valve's handwheel as a dial, its spokes as needles; a flange as a dial",
         "insulator": "the handwheel as a defect",
     },
-    "wires": {"pointer": "the pole's top, where the wires cross it, as a dial"},
-    # The keypoint model of 2026-12-07 (both kinds were silent before it).
-    "sky": {"pointer": "two dials, scored 0.68 and 0.61"},
-    "wall": {"pointer": "a dial, scored 0.86"},
+    # The keypoint model of 2026-12-07 (silent on it before; and now silent on the wires).
+    "wall": {"pointer": "a dial"},
 }
 
 
