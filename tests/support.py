@@ -141,7 +141,7 @@ FOUND_IN_NOTHING: dict[str, dict[str, str]] = {
         "pointer": "the valve's handwheel as a dial, its spokes as needles; a flange as a dial",
         "insulator": "the handwheel as a defect",
     },
-    # The keypoint model of 2026-12-07 (silent on it before; and now silent on the wires).
+    # Found by the keypoint weights of 2026-12-07; the weights before them were silent here.
     "wall": {"pointer": "a dial"},
 }
 

@@ -12,6 +12,7 @@ import torch
 
 from pipelines.detector import Detector
 from server.launch import REPO_ROOT
+from tests.support import write_gauge_set
 from tests.test_training import logged_losses, run_training, train_command
 from training import gauges
 from training.coco import write_coco
@@ -25,11 +26,7 @@ KEYPOINTS = list(gauges.KEYPOINT_NAMES)
 
 @pytest.fixture(scope="module")
 def keypoint_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("gauges_keypoints")
-    write_coco(
-        folder, CLASSES, 6, partial(gauges.render_scene, 7), "test", keypoint_names=KEYPOINTS
-    )
-    return folder
+    return write_gauge_set(tmp_path_factory.mktemp("gauges_keypoints"), 6, 7)
 
 
 def test_a_flip_swaps_the_scales_ends_only() -> None:

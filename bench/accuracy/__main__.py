@@ -620,7 +620,6 @@ def _server(
     url: str | None, protocol: str, repository: Path, log_path: Path
 ) -> Iterator[JpegClient]:
     """A client of the server at ``url``, or of one started on ``repository`` on free ports."""
-
     with contextlib.ExitStack() as stack:
         if url is None:
             print(f"accuracy: starting tritonserver on {repository} ...", file=sys.stderr)
