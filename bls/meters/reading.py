@@ -76,12 +76,12 @@ _MIN_DIAL_POINTS = 12
 class Thresholds:
     """Where evidence turns into abstention; lengths in shares of the face's radius.
 
-    The scale's defaults were chosen on the demo pointer model's outputs for 120 photos of the
-    gauges' calibration split (never the held-out one; docs/accuracy.md): the most readings
-    ``ok`` with none more than 3% of the span off by fraction. Its keypoints are off by about
-    3 px at the scale's ends (``keypoint_error_px``) and far more at ``scale_mid``, whose
-    heatmap peak is also a sixth as sharp as the ends' (hence the low ``keypoint_min_score``
-    and the loose ``max_mid_error``, which still catches ends swapped or confused, 0.5 off).
+    The scale's defaults were chosen on the demo pointer model's outputs for photos of the
+    gauges' calibration split (never the held-out one; how and what they gave: docs/accuracy.md):
+    the most readings ``ok`` with none more than 3% of the span off by fraction.
+    ``keypoint_error_px`` is the model's error at the scale's ends. Its ``scale_mid`` is far
+    looser and less sure than the ends, hence the low ``keypoint_min_score`` and the loose
+    ``max_mid_error``, which still catches ends swapped or confused (0.5 off).
     Pass another instance to :func:`read_meters`, report one with ``dataclasses.asdict``.
 
     Attributes:
