@@ -8,6 +8,11 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from bls.repository import parse_config
+from pipelines.detector import read_yaml_config
 from server.launch import REPO_ROOT, Ports, TritonServer
 
 __all__ = [
@@ -16,6 +21,7 @@ __all__ = [
     "PRECISION_MODELS",
     "PRODUCTION",
     "UNBATCHED_MODELS",
+    "drop_output",
     "set_precision",
     "start_server",
     "strip_dynamic_batching",
@@ -92,11 +98,33 @@ PRODUCTION = {
 PRODUCTION_RESIZE = "shortest_edge=800 max_size=1333 channel_order=BGR"
 
 
+def _remove_output(config: model_config_pb2.ModelConfig, name: str) -> None:
+    kept = [declared for declared in config.output if declared.name != name]
+    del config.output[:]
+    config.output.extend(kept)
+
+
+def drop_output(repository: Path, model: str, output: str) -> None:
+    """Removes ``model``'s output ``output`` from its ``config.pbtxt`` and from every ensemble
+    step that maps it (the configs it changes lose their comments)."""
+    for path in sorted(repository.glob("*/config.pbtxt")):
+        config = parse_config(path)
+        before = config.SerializeToString()
+        if path.parent.name == model:
+            _remove_output(config, output)
+        for step in config.ensemble_scheduling.step:
+            if step.model_name == model and output in step.output_map:
+                _remove_output(config, step.output_map.pop(output))
+        if config.SerializeToString() != before:
+            path.write_text(text_format.MessageToString(config))
+
+
 def switch_to_production(repository: Path, weights: Mapping[str, Path]) -> None:
     """Edits a copy of the repository as the README tells a user to: per detector, the two
     parameters that name the R50-FPN YAML and its weights, and its resize in ``preprocess``;
     the demo weights' score thresholds go (other weights serve their YAML's until they have
-    thresholds of their own).
+    thresholds of their own), and so does the ``KEYPOINTS`` output of a YAML without a keypoint
+    head.
 
     Raises:
         ValueError: a config does not have the shipped demo settings to replace.
@@ -117,6 +145,9 @@ def switch_to_production(repository: Path, weights: Mapping[str, Path]) -> None:
         if count != 1:
             raise ValueError(f"{preprocess}: no {image} parameter")
     preprocess.write_text(text)
+    for name, (_, production, _) in PRODUCTION.items():
+        if not read_yaml_config(repository / name / production).MODEL.KEYPOINT_ON:
+            drop_output(repository, name, "KEYPOINTS")
 
 
 def write_production_repository(

@@ -138,6 +138,11 @@ def test_production_repository_switches_what_the_readme_names(tmp_path: Path) ->
         assert not (repository / name / "weights").exists()
         resize = model_tensors(repository, "preprocess").parameters[image]
         assert resize.startswith("shortest_edge=800 max_size=1333")
+    # mask_rcnn_R50_FPN.yaml has no keypoint head: the README's step 1 removes the output.
+    for model in ("pointer", "pointer_ensemble"):
+        assert "KEYPOINTS" in model_tensors(REPO_ROOT / "repository", model).outputs
+        assert "KEYPOINTS" not in model_tensors(repository, model).outputs, model
+    assert "MASKS" in model_tensors(repository, "pointer_ensemble").outputs
     # A second switch finds no demo parameters left to replace, and says so.
     with pytest.raises(ValueError, match="not the shipped demo parameters"):
         switch_to_production(repository, weights)
