@@ -11,7 +11,7 @@ import pytest
 from detectron2.data.datasets import load_coco_json
 from matplotlib.path import Path as Polygon
 
-from training import gauges
+from training import gauges, insulators
 from training.coco import write_coco
 from training.gauges import CATEGORIES, angle_clockwise_from_up, render_scene
 
@@ -177,6 +177,19 @@ def test_some_photos_show_insulator_strings_unlabelled() -> None:
     assert with_strings
     for scene in with_strings:
         assert {a.category for a in scene.annotations} <= set(CATEGORIES)
+
+
+def test_training_photos_also_stand_outdoors_and_held_out_ones_never(scenes: list) -> None:
+    grounds = [scene.truth["ground"] for scene in scenes]
+    assert "panel" in grounds
+    outdoor = {ground for ground in grounds if ground != "panel"}
+    assert outdoor, "some training gauges on the insulator photos' grounds"
+    # Skies and backdrops of the held-out insulator photos are never drawn behind a gauge.
+    assert not {part for ground in outdoor for part in ground.split("/")} & set(
+        insulators.HELDOUT_SKY_STYLES + insulators.HELDOUT_BACKDROP_STYLES
+    )
+    heldout = [render_scene(SEED, i, heldout=True).truth["ground"] for i in range(COUNT)]
+    assert set(heldout) == {"panel"}
 
 
 def test_heldout_styles_are_never_trained() -> None:

@@ -97,6 +97,13 @@ _HELDOUT_HUES = ((38.0, 70.0), (185.0, 230.0))
 _STANDARD_SHARE = 0.25
 # Share of photos with insulator strings in them (unlabelled): the other detector's world.
 _STRINGS_SHARE = 0.2
+# Training photos only, so that the held-out sets stay as measured before: shares drawn on the
+# insulator photos' grounds (skies with clouds, backdrops, textures) and with more look-alikes
+# (lamps in bezels, knobs with an index line, labels, cables, steel), so that the model learns
+# the gauge rather than the panel it hangs on (a disc with a bar on it is no gauge without a
+# scale).
+_OUTDOOR_SHARE = 0.3
+_MORE_LOOKALIKES_SHARE = 0.5
 _SUPERSAMPLE = 2
 
 
@@ -577,6 +584,64 @@ def _background(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
     return np.asarray(picture).astype(np.float32), lookalikes
 
 
+def _vary_ground(
+    rng: np.random.Generator, image: np.ndarray, lookalikes: int
+) -> tuple[np.ndarray, int, str]:
+    """A training photo's ground, varied with ``rng`` (its own generator, so that photos it
+    leaves alone stay as :func:`_background` drew them): sometimes an insulator photo's ground
+    instead, sometimes more look-alikes on it.
+
+    Returns:
+        The picture, ``float32``, how many look-alikes it shows, and its ground: ``panel``, or
+        the insulator photos' style.
+    """
+    height, width = image.shape[:2]
+    picture = np.clip(image, 0, 255).astype(np.uint8)
+    ground = "panel"
+    if rng.random() < _OUTDOOR_SHARE:
+        picture, style = insulators.paint_background(rng, height, width, heldout=False)
+        if style["background"] != "plain":
+            insulators.paint_clutter(rng, picture)
+        lookalikes, ground = 0, style["style"]
+    if rng.random() < _MORE_LOOKALIKES_SHARE:
+        count = int(rng.integers(1, 9))
+        knobs = int(rng.integers(0, count + 1))
+        insulators.paint_lookalikes(rng, picture, count - knobs)
+        for _ in range(knobs):
+            _index_knob(rng, picture)
+        lookalikes += count
+    return picture.astype(np.float32), lookalikes, ground
+
+
+def _index_knob(rng: np.random.Generator, picture: np.ndarray) -> None:
+    """A knob's cap or a handwheel's hub seen face-on: a disc, light or any colour, with a dark
+    index bar and no scale, in place on ``uint8`` RGB."""
+    height, width = picture.shape[:2]
+    r = rng.uniform(12, 0.2 * min(height, width))
+    centre = np.array([rng.uniform(r, width - r), rng.uniform(r, height - r)])
+    light = rng.random() < 0.6
+    disc = rng.uniform(190, 255, 3) if light else rng.uniform(0, 255, 3)
+    ink = rng.uniform(0, 50, 3)
+    cv2.circle(picture, _pixel(centre), int(r), disc.tolist(), -1, cv2.LINE_AA)
+    if rng.random() < 0.7:
+        cv2.circle(picture, _pixel(centre), int(r), ink.tolist(), max(1, int(r / 25)), cv2.LINE_AA)
+    direction = _unit_vector(rng.uniform(0, 360))
+    inner, outer = rng.uniform(-0.3, 0.3) * r, rng.uniform(0.5, 0.9) * r
+    bar = max(2, int(r * rng.uniform(0.05, 0.15)))
+    cv2.line(
+        picture,
+        _pixel(centre + direction * inner),
+        _pixel(centre + direction * outer),
+        ink.tolist(),
+        bar,
+        cv2.LINE_AA,
+    )
+
+
+def _pixel(point: np.ndarray) -> tuple[int, int]:
+    return round(float(point[0])), round(float(point[1]))
+
+
 def _overlaps(box: tuple[float, float, float, float], center: np.ndarray, radius: float) -> bool:
     x, y, w, h = box
     return not (
@@ -726,13 +791,19 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
     Returns:
         The photo, a ``pointer`` and a ``dial`` annotation per gauge (:func:`paint_gauges`), and
         ``truth["gauges"]`` (per gauge, as :func:`paint_gauges` returns it),
-        ``truth["strings"]``, the number of insulator strings drawn, and
-        ``truth["lookalikes"]``, the number of things on the panel that are not gauges.
+        ``truth["strings"]``, the number of insulator strings drawn,
+        ``truth["lookalikes"]``, the number of things on the panel that are not gauges, and
+        ``truth["ground"]``: ``panel``, or the insulator photos' style it was drawn on.
     """
     rng = np.random.default_rng([seed, index, int(heldout)])
     width = int(rng.integers(480, 641))
     height = int(rng.integers(360, 481))
     image, lookalikes = _background(rng, height, width)
+    ground = "panel"
+    if not heldout:
+        image, lookalikes, ground = _vary_ground(
+            np.random.default_rng([seed, index, 2]), image, lookalikes
+        )
     count = int(rng.choice([0, 1, 2, 3], p=[0.12, 0.58, 0.2, 0.1]))
     keep_clear: list[tuple[float, float, float, float]] = []
     strings = 0
@@ -752,6 +823,6 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
     return Scene(
         image=np.clip(image, 0, 255).astype(np.uint8),
         annotations=annotations,
-        truth={"gauges": gauges, "strings": strings, "lookalikes": lookalikes},
+        truth={"gauges": gauges, "strings": strings, "lookalikes": lookalikes, "ground": ground},
         jpeg_quality=int(rng.integers(55, 96)),
     )

@@ -68,6 +68,9 @@ __all__ = [
     "PROFILES",
     "SHADINGS",
     "SKY_STYLES",
+    "paint_background",
+    "paint_clutter",
+    "paint_lookalikes",
     "paint_strings",
     "render_scene",
 ]
@@ -320,29 +323,21 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
     """
     rng = np.random.default_rng([seed, index, int(heldout)])
     width, height = int(rng.integers(480, 641)), int(rng.integers(360, 481))
-    background = str(rng.choice(BACKGROUNDS, p=_BACKGROUND_SHARES))
-    style: dict[str, str] = {"background": background, "style": background}
-    if background == "photo":
-        sky = str(rng.choice(HELDOUT_SKY_STYLES if heldout else SKY_STYLES))
-        backdrop = str(rng.choice(HELDOUT_BACKDROP_STYLES if heldout else BACKDROP_STYLES))
-        image = _SKIES[sky](rng, height, width)
-        _BACKDROPS[backdrop](rng, image)
-        style.update(sky=sky, backdrop=backdrop, style=f"{sky}/{backdrop}")
-    else:
-        image = _BACKGROUNDS[background](rng, height, width)
+    image, style = paint_background(rng, height, width, heldout)
+    background = style["background"]
 
     chance = rng.random()
     kind = "negative" if chance < _NEGATIVE_SHARE else "strings"
     if _NEGATIVE_SHARE <= chance < _NEGATIVE_SHARE + _MIXED_SHARE:
         kind = "mixed"
     if background != "plain":
-        _draw_clutter(rng, image)
+        paint_clutter(rng, image)
     lookalikes = 0
     if kind == "negative":
         lookalikes = int(rng.integers(3, 13))
     elif background != "plain" and rng.random() < 0.4:
         lookalikes = int(rng.integers(1, 5))
-    _draw_lookalikes(rng, image, lookalikes)
+    paint_lookalikes(rng, image, lookalikes)
 
     canvas = image.astype(np.float32)
     if kind == "negative":
@@ -356,6 +351,33 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
         meters = _paint_meters(canvas, rng, int(rng.integers(1, 4)), heldout, keep_clear)
     truth.update(style, scene=kind, meters=meters, lookalikes=lookalikes)
     return Scene(_photometric(rng, canvas), annotations, truth, int(rng.integers(40, 96)))
+
+
+def paint_background(
+    rng: np.random.Generator, height: int, width: int, heldout: bool
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Draws the ground a photo starts from: a sky and a backdrop, a plain colour, a texture
+    or a panel (:data:`BACKGROUNDS`).
+
+    Args:
+        rng: the scene's random generator.
+        height, width: the photo's size in pixels.
+        heldout: draw only the held-out skies and backdrops (``HELDOUT_*``).
+
+    Returns:
+        The picture, ``uint8 [H, W, 3]`` RGB, and its style: ``background`` and ``style``, and
+        for a sky its ``sky`` and ``backdrop``.
+    """
+    background = str(rng.choice(BACKGROUNDS, p=_BACKGROUND_SHARES))
+    style: dict[str, str] = {"background": background, "style": background}
+    if background != "photo":
+        return _BACKGROUNDS[background](rng, height, width), style
+    sky = str(rng.choice(HELDOUT_SKY_STYLES if heldout else SKY_STYLES))
+    backdrop = str(rng.choice(HELDOUT_BACKDROP_STYLES if heldout else BACKDROP_STYLES))
+    image = _SKIES[sky](rng, height, width)
+    _BACKDROPS[backdrop](rng, image)
+    style.update(sky=sky, backdrop=backdrop, style=f"{sky}/{backdrop}")
+    return image, style
 
 
 def paint_strings(
@@ -843,7 +865,7 @@ def _catenary(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     return (points - centre) @ rot.T + centre
 
 
-def _draw_clutter(rng: np.random.Generator, image: np.ndarray) -> None:
+def paint_clutter(rng: np.random.Generator, image: np.ndarray) -> None:
     """Things that are not insulators: wires, poles, marker balls, dampers, signs, birds."""
     height, width = image.shape[:2]
     wires = []
@@ -992,7 +1014,7 @@ _FONTS = (
 _WORDS = ("kV", "MPa", "A", "V", "BAR", "L1", "L2", "L3", "N", "DANGER", "No", "kW", "%")
 
 
-def _draw_lookalikes(rng: np.random.Generator, image: np.ndarray, count: int) -> None:
+def paint_lookalikes(rng: np.random.Generator, image: np.ndarray, count: int) -> None:
     """Things a detector could take for an insulator or a defect: round lamps and knobs,
     printed numerals and labels, cables, lattice steel and fittings."""
     height, width = image.shape[:2]
