@@ -133,15 +133,43 @@ def test_an_uncalibrated_meter_gets_the_value_its_numerals_print(engine: OcrEngi
     instances = instances_of(scene)
     readings = read_meters(instances, CLASSES, {})
     wanted = faces_to_read(instances, readings, CLASSES, {})
-    assert [readings[k].dial for k, _ in wanted] == [
+    assert [readings[w.reading].dial for w in wanted] == [
         i for i, a in enumerate(scene.annotations) if a.category == "dial"
     ]
-    faces = read_faces(engine, scene.image, [h for _, h in wanted])
+    faces = read_faces(engine, scene.image, [w.homography for w in wanted])
     answers = printed_answers(readings, wanted, faces)
-    answer = answers[wanted[0][0]]
+    answer = answers[wanted[0].reading]
     assert answer["range"]["status"] == "ok", answer["range"]
     assert answer["value"] == pytest.approx(truth["value"], abs=0.02 * 10)
     assert answer["unit"] == "Hz"
-    # A calibrated class is not read again.
-    calibrated = {"dial": Calibration(min_value=45, max_value=55, unit="Hz")}
-    assert faces_to_read(instances, readings, CLASSES, calibrated) == []
+
+
+@pytest.mark.parametrize(
+    ("calibration", "status"),
+    [
+        (Calibration(min_value=45, max_value=55, unit="Hz"), "ok"),
+        # The demo's standard meter: the print says this dial is another type.
+        (Calibration(min_value=0, max_value=1.6, unit="MPa"), "scale mismatch"),
+    ],
+)
+def test_the_print_checks_a_calibrated_range(
+    engine: OcrEngine, calibration: Calibration, status: str
+) -> None:
+    scene = foreign.render_scene("gauges", foreign.DEFAULT_SEED, 8)
+    truth = scene.truth["gauges"][0]
+    instances = instances_of(scene)
+    calibrations = {"dial": calibration}
+    readings = read_meters(instances, CLASSES, calibrations)
+    wanted = faces_to_read(instances, readings, CLASSES, calibrations)
+    assert wanted and all(w.calibration == calibration for w in wanted)
+    faces = read_faces(engine, scene.image, [w.homography for w in wanted])
+    answer = printed_answers(readings, wanted, faces)[wanted[0].reading]
+    assert answer["status"] == status
+    assert "range" not in answer, "the calibration, not the print, gives a calibrated value"
+    assert answer["fraction"] == pytest.approx(truth["fraction"], abs=0.02)
+    if status == "ok":
+        assert answer["value"] == pytest.approx(truth["value"], abs=0.02 * 10)
+        assert answer["evidence"]["range_disagreement"] <= 0.1
+    else:
+        assert answer["value"] is None
+        assert answer["evidence"]["range_disagreement"] > 0.1

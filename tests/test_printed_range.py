@@ -4,6 +4,7 @@ text lines placed by hand, as OCR would give them; no OCR runs here)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from bls.meters.calibration import Calibration
 from bls.meters.printed import (
     calibration_disagreement,
+    checked_reading,
     fit_printed_scale,
     numerals_on_face,
     parse_numerals,
@@ -232,6 +234,25 @@ def test_a_calibration_that_contradicts_the_print_is_measured() -> None:
     assert calibration_disagreement(printed, same) == pytest.approx(0, abs=0.01)
     assert calibration_disagreement(printed, other) > 10
     assert calibration_disagreement(printed, Calibration(start_deg=START, end_deg=END)) is None
+
+
+def test_a_print_that_contradicts_the_calibration_withholds_the_value() -> None:
+    printed = numerals_on_face(linear_face(0, 100, 6), START, END)
+    calibrated = replace(reading(0.25), value=0.4, unit="MPa")
+    other = Calibration(min_value=0, max_value=1.6, unit="MPa")
+    checked = checked_reading(calibrated, printed, other)
+    assert checked.status == "scale mismatch"
+    assert checked.value is None
+    assert checked.fraction == 0.25, "the scale seen stands"
+    assert checked.evidence.range_disagreement > 10
+    # A print that agrees keeps the reading, with the evidence.
+    same = checked_reading(calibrated, printed, Calibration(min_value=0, max_value=100, unit="A"))
+    assert same.status == "ok" and same.value == 0.4
+    assert same.evidence.range_disagreement == pytest.approx(0, abs=0.01)
+    assert "range_disagreement" in same.to_json()["evidence"]
+    # No numerals read: nothing to check, the reading stands as it was.
+    unread = numerals_on_face([], START, END)
+    assert checked_reading(calibrated, unread, other) == calibrated
 
 
 def test_the_answer_gives_the_printed_value_and_says_where_it_came_from() -> None:

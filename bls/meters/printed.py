@@ -16,8 +16,11 @@ against fraction:
 It abstains, with a reason, when fewer than :attr:`FitRules.min_numerals` numerals agree, or when
 the needle lies far beyond the numerals of a curved scale. Numerals that OCR ran together
 (``0.80.9``, ``-60-40``) are split at every place that leaves numbers, each placed at its own
-characters; the fit keeps the split its numerals agree with. A calibration that contradicts the
-print is found by :func:`calibration_disagreement`.
+characters; the fit keeps the split its numerals agree with.
+
+Where a dial class has a calibrated range, the print checks it instead (:func:`checked_reading`):
+a dial whose numerals contradict the calibration is another meter type under that class, and its
+value is withheld (``scale mismatch``), as when its scale lies elsewhere.
 
 Angles are clockwise from 12 o'clock, degrees in ``[0, 360)``, image y downwards; face
 coordinates have the outline as the unit circle (``bls.meters.geometry.Face``).
@@ -44,15 +47,17 @@ from bls.meters.geometry import (
     outline_points,
     perspective_face,
 )
-from bls.meters.records import STATUS_OK, MaskedInstance, Reading
+from bls.meters.records import SCALE_MISMATCH, STATUS_OK, MaskedInstance, Reading
 from pipelines.ocr import TextLine
 
 __all__ = [
     "DEFAULT_RULES",
+    "FaceToRead",
     "FitRules",
     "Numeral",
     "PrintedScale",
     "calibration_disagreement",
+    "checked_reading",
     "faces_to_read",
     "fit_printed_scale",
     "numerals_on_face",
@@ -121,6 +126,10 @@ class FitRules:
         max_knot_gap: the widest gap between two numerals of a ``monotone`` fit that a needle
             between them is read in (a curve between numerals far apart is a guess).
         min_score: characters the recognizer is less sure of than this are dropped.
+        max_disagreement: how far, in shares of a calibrated span, the printed numerals' values
+            may lie from the calibration's before the dial counts as another meter type (a
+            print that agrees lies within a few hundredths: :attr:`tolerance` and the numerals'
+            positions).
     """
 
     tolerance: float = 0.02
@@ -131,6 +140,7 @@ class FitRules:
     max_slope_ratio: float = 5.0
     max_knot_gap: float = 0.25
     min_score: float = 0.3
+    max_disagreement: float = 0.1
 
 
 DEFAULT_RULES = FitRules()
@@ -699,48 +709,84 @@ def printed_answer(
     return answer
 
 
+@dataclass(frozen=True)
+class FaceToRead:
+    """A reading whose face the OCR reads.
+
+    Attributes:
+        reading: its index among the readings.
+        homography: ``float [3, 3]``, photo to face.
+        calibration: its dial class's calibration where that gives a range, which the print
+            then checks; ``None`` where the print gives the value.
+    """
+
+    reading: int
+    homography: np.ndarray
+    calibration: Calibration | None
+
+
 def faces_to_read(
     instances: Sequence[MaskedInstance],
     readings: Sequence[Reading],
     class_names: Sequence[str],
     calibrations: Mapping[str, Calibration],
-) -> list[tuple[int, np.ndarray]]:
-    """The readings whose value only a printed range can give, and the faces to read it on.
+) -> list[FaceToRead]:
+    """The readings whose print gives or checks their value, and the faces to read it on.
 
-    Those are the ``ok`` readings with a fraction (a scale was found and the needle is on it)
-    of a dial class without a calibrated range.
+    Those are the ``ok`` readings with a fraction (a scale was found and the needle is on it):
+    of a dial class without a calibrated range, for its value; with one, to check the range.
 
     Args:
         instances: the meter detector's instances, as read (``bls.meters.read_meters``).
         readings: their readings, in order.
         class_names: the detector's ``CLASS_NAMES``.
         calibrations: per dial class its calibration.
-
-    Returns:
-        ``(index into readings, float [3, 3] photo-to-face homography)`` per such reading.
     """
     wanted = []
     for k, reading in enumerate(readings):
+        if reading.status != STATUS_OK or reading.fraction is None or reading.scale is None:
+            continue
         instance = instances[reading.dial]
         name = class_names[instance.class_id] if 0 <= instance.class_id < len(class_names) else ""
         calibration = calibrations.get(name)
-        if reading.status != STATUS_OK or reading.fraction is None or reading.scale is None:
-            continue
-        if calibration is not None and calibration.has_range:
-            continue
         face = reading_face(instance, reading)
         if face is not None:
-            wanted.append((k, face.homography))
+            checked = calibration if calibration is not None and calibration.has_range else None
+            wanted.append(FaceToRead(k, face.homography, checked))
     return wanted
+
+
+def checked_reading(
+    reading: Reading,
+    printed: PrintedScale,
+    calibration: Calibration,
+    rules: FitRules = DEFAULT_RULES,
+) -> Reading:
+    """A calibrated reading checked against the range printed on its face.
+
+    Returns:
+        The reading with its ``range_disagreement`` evidence where the print gives values; as
+        ``scale mismatch``, its value withheld and its fraction kept, where they lie more than
+        :attr:`FitRules.max_disagreement` of the calibrated span from the calibration's; the
+        reading as it was where the print gives none (nothing to check).
+    """
+    disagreement = calibration_disagreement(printed, calibration)
+    if disagreement is None:
+        return reading
+    evidence = replace(reading.evidence, range_disagreement=disagreement)
+    if disagreement <= rules.max_disagreement:
+        return replace(reading, evidence=evidence)
+    return replace(reading, evidence=evidence, status=SCALE_MISMATCH, value=None)
 
 
 def printed_answers(
     readings: Sequence[Reading],
-    wanted: Sequence[tuple[int, np.ndarray]],
+    wanted: Sequence[FaceToRead],
     faces: Sequence[Sequence[TextLine]],
     rules: FitRules = DEFAULT_RULES,
 ) -> list[dict[str, Any]]:
-    """Every reading's answer, those of :func:`faces_to_read` with their printed range.
+    """Every reading's answer, those of :func:`faces_to_read` with their printed range given
+    (:func:`printed_answer`) or checked (:func:`checked_reading`).
 
     Args:
         readings: all readings, in order.
@@ -754,8 +800,12 @@ def printed_answers(
     if len(faces) != len(wanted):
         raise ValueError(f"text for {len(faces)} faces, {len(wanted)} were asked for")
     answers = [r.to_json() for r in readings]
-    for (k, _), lines in zip(wanted, faces, strict=True):
-        scale = readings[k].scale
-        printed = numerals_on_face(lines, scale.start_deg, scale.end_deg, rules)
-        answers[k] = printed_answer(readings[k], printed, rules)
+    for face, lines in zip(wanted, faces, strict=True):
+        reading = readings[face.reading]
+        printed = numerals_on_face(lines, reading.scale.start_deg, reading.scale.end_deg, rules)
+        if face.calibration is None:
+            answers[face.reading] = printed_answer(reading, printed, rules)
+        else:
+            checked = checked_reading(reading, printed, face.calibration, rules)
+            answers[face.reading] = checked.to_json()
     return answers

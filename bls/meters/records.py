@@ -32,8 +32,9 @@ each turns into abstention). The statuses (:data:`STATUS_MEANINGS`):
   too short for the keypoints' precision, or marks read about an ellipse's center on a tilted
   face (no pivot keypoint).
 - ``needle off center``: the needle's line misses the pivot.
-- ``scale mismatch``: the scale seen is not where the calibration's angles put it: another
-  meter type under the same class. The fraction stands, the value is withheld.
+- ``scale mismatch``: the scale seen is not where the calibration's angles put it, or the
+  numerals printed on the face contradict the calibrated range: another meter type under the
+  same class. The fraction stands, the value is withheld.
 - ``outside the scale``: the needle points into the scale's gap, beyond ``margin_deg``.
 
 Angles are clockwise from 12 o'clock, in degrees in ``[0, 360)``, with image y growing
@@ -90,8 +91,8 @@ STATUS_MEANINGS: dict[str, str] = {
     "where they lie)",
     SCALE_UNSURE: "the scale's marks found contradict each other or the dial",
     NEEDLE_OFF_CENTER: "the needle's line misses the dial's pivot",
-    SCALE_MISMATCH: "the scale seen is not where the dial class's calibration puts it: "
-    "another meter type",
+    SCALE_MISMATCH: "the scale seen is not where the dial class's calibration puts it, or the "
+    "numerals printed on the face contradict its range: another meter type",
     OUTSIDE_SCALE: "the needle points into the scale's gap",
 }
 STATUSES = tuple(STATUS_MEANINGS)
@@ -160,6 +161,9 @@ class Evidence:
         fraction_uncertainty: how far the fraction moves when an end mark is off by
             :attr:`Thresholds.keypoint_error_px` (small dials and short sweeps read coarsely).
         outside_deg: how far the needle points beyond the nearer end of the scale (0 on it).
+        range_disagreement: how far the calibrated range's values lie from the numerals
+            printed on the face, at most, in shares of the calibrated span
+            (``bls.meters.printed.checked_reading``).
     """
 
     keypoint_score: float | None = None
@@ -171,6 +175,7 @@ class Evidence:
     radius_spread: float | None = None
     fraction_uncertainty: float | None = None
     outside_deg: float | None = None
+    range_disagreement: float | None = None
 
     def to_json(self) -> dict[str, float]:
         """The measured items, rounded."""

@@ -12,10 +12,11 @@ folder, which must therefore be a local or mounted one (README, "Known limitatio
 whose config.pbtxt declares KEYPOINTS is asked for them: the meter detector's go to the reading,
 and the answer names each dial's keypoints as its YAML's KEYPOINT_NAMES do.
 
-Dials whose class has no calibrated range get the value their printed numerals give: the
-``ocr`` model reads their rectified faces (one call per photo, only where such a dial was read)
-and ``bls.meters.printed`` fits the range (parameter ``printed_ranges``). Where that model is
-absent or fails, the log says so once and readings fall back to calibration only.
+The numerals printed on a dial give its value where its class has no calibrated range, and
+check the range where it has one: the ``ocr`` model reads the rectified faces (one call per
+photo, only where a dial was read) and ``bls.meters.printed`` fits the range (parameter
+``printed_ranges``). Where that model is absent or fails, the log says so once and readings fall
+back to calibration only.
 """
 
 import asyncio
@@ -221,7 +222,11 @@ class TritonPythonModel:
         if self.printed_ranges:
             names = self.class_names[self.meter_detector]
             wanted = faces_to_read(instances, readings, names, self.calibrations)
-        faces = await self._read_faces(request, jpeg, [h for _, h in wanted]) if wanted else None
+        faces = (
+            await self._read_faces(request, jpeg, [w.homography for w in wanted])
+            if wanted
+            else None
+        )
         if faces is None:
             return [r.to_json() for r in readings]
         return printed_answers(readings, wanted, faces)
