@@ -692,6 +692,9 @@ def paint_gauges(
         rng: the scene's random generator.
         count: how many gauges to try to place (fewer where they do not fit).
         heldout: draw the meter types and styles training never sees, and stronger tilt.
+        vary_ground: stand some training photos on the insulator photos' grounds and give some
+            more look-alikes (held-out photos never); ``False`` draws every photo on a panel,
+            as the committed demo pointer weights were trained.
         keep_clear: ``x, y, w, h`` boxes no gauge may cover (other objects of the scene).
 
     Returns:
@@ -778,7 +781,7 @@ def paint_gauges(
     return annotations, truths
 
 
-def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
+def render_scene(seed: int, index: int, heldout: bool = False, vary_ground: bool = True) -> Scene:
     """Draws photo ``index`` of the set made with ``seed``: 0 to 3 gauges on a panel, wall or
     cabinet; some photos also show insulator strings, unlabelled here (the insulator model's
     objects, which the pointer model must not answer), and some show only them.
@@ -787,6 +790,9 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
         seed: the set's seed (training and held-out sets use different ones).
         index: the photo's number in the set.
         heldout: draw the meter types and styles training never sees, and stronger tilt.
+        vary_ground: stand some training photos on the insulator photos' grounds and give some
+            more look-alikes (held-out photos never); ``False`` draws every photo on a panel,
+            as the committed demo pointer weights were trained.
 
     Returns:
         The photo, a ``pointer`` and a ``dial`` annotation per gauge (:func:`paint_gauges`), and
@@ -800,7 +806,7 @@ def render_scene(seed: int, index: int, heldout: bool = False) -> Scene:
     height = int(rng.integers(360, 481))
     image, lookalikes = _background(rng, height, width)
     ground = "panel"
-    if not heldout:
+    if vary_ground and not heldout:
         image, lookalikes, ground = _vary_ground(
             np.random.default_rng([seed, index, 2]), image, lookalikes
         )
