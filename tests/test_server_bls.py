@@ -106,8 +106,12 @@ def test_inspect_runs_the_detectors_of_both_in_turn_on_a_cpu_and_together_on_a_g
     both detectors are child requests of each inspect request."""
     on_gpu = torch.cuda.is_available()
     for spans in traced_children(triton_server, ROUTER, photo, {"MODELS": "both"}, count=3):
-        assert set(spans) == {"preprocess", "pointer", "insulator"}
+        # The OCR reads the faces of the dials read ok (their print checks the calibration),
+        # after both detectors.
+        assert set(spans) - {"ocr"} == {"preprocess", "pointer", "insulator"}
         assert spans["preprocess"][1] <= min(spans["pointer"][0], spans["insulator"][0])
+        if "ocr" in spans:
+            assert spans["ocr"][0] >= max(spans["pointer"][1], spans["insulator"][1]), spans
         shared = shared_share(spans["pointer"], spans["insulator"])
         assert (shared > 0.5) if on_gpu else (shared < 0.2), spans
 
