@@ -692,9 +692,6 @@ def paint_gauges(
         rng: the scene's random generator.
         count: how many gauges to try to place (fewer where they do not fit).
         heldout: draw the meter types and styles training never sees, and stronger tilt.
-        vary_ground: stand some training photos on the insulator photos' grounds and give some
-            more look-alikes (held-out photos never); ``False`` draws every photo on a panel,
-            as the committed demo pointer weights were trained.
         keep_clear: ``x, y, w, h`` boxes no gauge may cover (other objects of the scene).
 
     Returns:
