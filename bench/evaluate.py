@@ -21,7 +21,6 @@ import contextlib
 import io
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -296,7 +295,7 @@ def evaluate(args: argparse.Namespace, annotations: Path, images: Path, model: s
         "gauges" in image.get("truth", {}) for image in ground_truth["images"]
     )
     spec = HeldOutSet("yours", "own", model, masks=masks, readings=readings)
-    with JpegClient(args.url, args.protocol) as client, tempfile.TemporaryDirectory() as linked:
+    with JpegClient(args.url, args.protocol) as client:
         try:
             files = _check_server(client, model, args.repository)
         except InferenceServerException as error:
@@ -304,9 +303,7 @@ def evaluate(args: argparse.Namespace, annotations: Path, images: Path, model: s
         except OSError as error:  # nothing listens there
             raise EvaluationError(f"cannot reach the server at {client.url}: {error}") from error
         thresholds = served_thresholds(files, model, args.repository) or {}
-        # collect_detections reads FOLDER/images/<file_name>: the set's folder, linked there.
-        (Path(linked) / "images").symlink_to(images.resolve(), target_is_directory=True)
-        collected = collect_detections(client, spec, Path(linked), ground_truth, SET_NAME)
+        collected = collect_detections(client, spec, images, ground_truth, SET_NAME)
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     detections = collected.detections.get(model, [])

@@ -458,7 +458,7 @@ class Collected:
 
 
 def collect_detections(
-    client: JpegClient, spec: HeldOutSet, folder: Path, ground_truth: dict[str, Any], label: str
+    client: JpegClient, spec: HeldOutSet, images: Path, ground_truth: dict[str, Any], label: str
 ) -> Collected:
     """Sends each image of ``ground_truth`` to the router with both detectors and turns its
     answers into COCO results per detector and, where the set scores them, tagged readings.
@@ -468,7 +468,7 @@ def collect_detections(
     Args:
         client: connected to the server.
         spec: the set's labelled detector and whether to keep its masks.
-        folder: the set's folder (``images/`` inside).
+        images: the folder of the set's photos (the documents' ``file_name`` inside).
         ground_truth: the set's COCO document, as evaluated.
         label: the set's name for the progress line.
 
@@ -481,7 +481,7 @@ def collect_detections(
     total = len(ground_truth["images"])
     started = time.monotonic()
     for done, image in enumerate(ground_truth["images"], start=1):
-        path = folder / "images" / image["file_name"]
+        path = images / image["file_name"]
         try:
             outputs = client.infer(ROUTER, path.read_bytes(), {MODELS: BOTH})
         except InferenceServerException as exc:
@@ -661,7 +661,7 @@ def measure(args: argparse.Namespace) -> int:
                 spec, folder = SETS[name], folders[name]
                 document = json.loads((folder / "annotations.json").read_text())
                 ground_truth = first_images(document, args.limit)
-                collected = collect_detections(client, spec, folder, ground_truth, name)
+                collected = collect_detections(client, spec, folder / "images", ground_truth, name)
                 failed_images += len({e.split(": ", 1)[0] for e in collected.errors})
                 (out / f"detections_{name}.json").write_text(
                     json.dumps({"categories": collected.categories, **collected.detections})
@@ -819,7 +819,8 @@ def choose(args: argparse.Namespace) -> int:
             for kind in kinds:
                 spec = SETS[kind]
                 label = f"{kind} {CALIBRATION_FOLDER}"
-                collected = collect_detections(client, spec, folders[kind], truths[kind], label)
+                images = folders[kind] / "images"
+                collected = collect_detections(client, spec, images, truths[kind], label)
                 if collected.errors:
                     print(f"accuracy: {len(collected.errors)} failed answer(s)", file=sys.stderr)
                     return 1
