@@ -54,8 +54,9 @@ def _first_scene(render: Callable[..., Scene], accept: Callable[[Scene], bool]) 
 
 
 def _gauges_as_trained(seed: int, index: int) -> Scene:
-    """A gauge photo on a panel, as every photo the committed demo pointer weights learnt from
-    stood (training now also draws some outdoors, and adds look-alikes)."""
+    """A gauge photo on a panel, as the training photos were all drawn until the pointer's
+    third stage (now some stand outdoors among look-alikes): the server tests keep the photos
+    their bounds were measured on."""
     return gauges.render_scene(seed, index, vary_ground=False)
 
 
@@ -147,8 +148,6 @@ FOUND_IN_NOTHING: dict[str, dict[str, str]] = {
         "pointer": "the valve's handwheel as a dial, its spokes as needles; a flange as a dial",
         "insulator": "the handwheel as a defect",
     },
-    # Found by the keypoint weights of 2026-12-07; the weights before them were silent here.
-    "wall": {"pointer": "a dial"},
 }
 
 
