@@ -102,9 +102,12 @@ class Thresholds:
             ellipse's center (``perspective_shift * sin(tilt)``) for the scale's marks, read
             about the ellipse's center, still to be trusted.
         scale_mismatch_deg: a seen scale whose start, end or sweep differs from the
-            calibration's angles by more than this is another meter type. Above the
-            rectification's error on a camera that rolls a few degrees, below the steps
-            between real types' scales.
+            calibration's angles by more than this is another meter type. Above the end
+            marks' error on the face (about 1.5 degrees at the median, 4 at p90), below the
+            steps between types' scales: at 10, meters of other types whose ends lie 5 to 10
+            degrees from the calibration's read ``ok`` with the calibration's range
+            (docs/accuracy.md). A camera rolled by more than a few degrees reads
+            ``scale mismatch``.
         off_center_share: the needle's line may miss the pivot by this much.
         perspective_shift: without a pivot keypoint, how far along the ellipse's minor axis the
             pivot may lie from the ellipse's center, per unit of ``sin(tilt)`` (0.35 measured on
@@ -121,7 +124,7 @@ class Thresholds:
     scale_radius: tuple[float, float] = (0.3, 1.05)
     min_sweep_deg: float = 30.0
     max_pivot_uncertainty: float = 0.01
-    scale_mismatch_deg: float = 10.0
+    scale_mismatch_deg: float = 5.0
     off_center_share: float = 0.1
     perspective_shift: float = 0.4
 
