@@ -59,6 +59,7 @@ def merge_answer(
     class_names: Mapping[str, list[str]],
     readings: list[dict[str, Any]] | None = None,
     keypoints: Mapping[str, KeypointLayout] | None = None,
+    dropped_on_dials: Mapping[str, int] | None = None,
 ) -> tuple[bytes, np.ndarray]:
     """Builds the answer for one image.
 
@@ -70,6 +71,8 @@ def merge_answer(
         readings: the meter readings (``Reading.to_json()``), or ``None`` to leave them out.
         keypoints: per detector with a keypoint head, its layout; a detector's keypoints are
             left out of the answer without one.
+        dropped_on_dials: per detector whose boxes on the meters' dials were dropped
+            (``bls.on_dials``), how many: its entry's ``dropped_on_dials``.
 
     Returns:
         ``(detections_json, masks)``: the UTF-8 JSON document and the concatenated mask crops.
@@ -112,6 +115,8 @@ def merge_answer(
         if result.masks is not None:
             mask_chunks.append(result.masks)
         models[model] = {"status": "ok", "instances": instances}
+        if dropped_on_dials is not None and model in dropped_on_dials:
+            models[model]["dropped_on_dials"] = dropped_on_dials[model]
     document: dict[str, Any] = {"image": {"height": height, "width": width}, "models": models}
     if readings is not None:
         document["readings"] = readings

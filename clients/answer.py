@@ -62,6 +62,9 @@ class ModelResult:
     status: str
     error: str | None = None
     instances: list[Instance] = field(default_factory=list)
+    # How many of its boxes the server dropped for lying on a meter's dial (bls/on_dials.py);
+    # None where that check did not run.
+    dropped_on_dials: int | None = None
 
 
 @dataclass
@@ -99,7 +102,9 @@ def parse_answer(detections: bytes, masks: np.ndarray) -> Answer:
                     for name, (x, y, score) in item["keypoints"].items()
                 }
             instances.append(instance)
-        models[name] = ModelResult(part["status"], part.get("error"), instances)
+        models[name] = ModelResult(
+            part["status"], part.get("error"), instances, part.get("dropped_on_dials")
+        )
     return Answer(
         document["image"]["height"], document["image"]["width"], models, document.get("readings")
     )
@@ -162,7 +167,8 @@ def format_answer(answer: Answer, min_score: float = 0.0, top: int = 5) -> str:
             lines.append(f"  {name}: ERROR {result.error}")
             continue
         shown = [i for i in result.instances if i.score >= min_score]
-        lines.append(f"  {name}: {len(shown)} instance(s)")
+        dropped = f", {result.dropped_on_dials} dropped on dials" if result.dropped_on_dials else ""
+        lines.append(f"  {name}: {len(shown)} instance(s){dropped}")
         for inst in shown[:top]:
             x1, y1, x2, y2 = inst.box
             mask = f", mask {int(inst.mask.sum())} px" if inst.mask is not None else ""

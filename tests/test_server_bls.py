@@ -21,6 +21,7 @@ from google.protobuf import text_format
 from PIL import Image
 from tritonclient.grpc import model_config_pb2
 
+from bls.on_dials import parse_dial_cover
 from bls.repository import model_tensors, read_config
 from clients.answer import Answer, parse_answer
 from clients.jpeg_client import InferenceServerException, JpegClient
@@ -29,13 +30,16 @@ from pipelines.tensors import INVALID_INPUT
 from server.launch import REPO_ROOT, Ports, ServerStartError, TritonServer
 from tests.bad_inputs import bad_input
 from tests.support import (
+    SCENE_SEED,
     ReadinessRecorder,
     connect,
+    encode_jpeg,
     gauge_scene,
     server_on,
     shared_share,
     traced_children,
 )
+from training import gauges
 
 # Every test here talks to a server, its own or the shared one.
 pytestmark = pytest.mark.server
@@ -95,7 +99,11 @@ def test_each_choice_and_both_is_the_union(
     assert "insulator" in {i.class_name for i in insulator.models["insulator"].instances}
     assert all(i.mask is not None and i.mask.any() for i in pointer.models["pointer"].instances)
     assert as_comparable(both, "pointer") == as_comparable(pointer, "pointer")
-    assert as_comparable(both, "insulator") == as_comparable(insulator, "insulator")
+    # With the meters in the same request, the insulator boxes on a dial are dropped, and counted.
+    alone, kept = as_comparable(insulator, "insulator"), as_comparable(both, "insulator")
+    assert kept == [i for i in alone if i in kept]
+    assert len(alone) - len(kept) == both.models["insulator"].dropped_on_dials
+    assert insulator.models["insulator"].dropped_on_dials is None
     assert as_comparable(default, "pointer") == as_comparable(both, "pointer")
 
 
@@ -120,10 +128,10 @@ def test_router_answers_what_the_ensembles_answer(
     triton_server: TritonServer, photo: bytes
 ) -> None:
     with connect(triton_server, "grpc") as client:
-        answer = inspect(client, photo, "both")
+        answers = {m: inspect(client, photo, m) for m in ("pointer", "insulator")}
         ensembles = {m: client.infer(f"{m}_ensemble", photo) for m in ("pointer", "insulator")}
     for model, outputs in ensembles.items():
-        instances = answer.models[model].instances
+        instances = answers[model].models[model].instances
         assert len(instances) == len(outputs["SCORES"]) > 0
         boxes = np.array([i.box for i in instances], np.float32)
         np.testing.assert_array_equal(boxes, outputs["BOXES"])
@@ -132,10 +140,43 @@ def test_router_answers_what_the_ensembles_answer(
     masks = paste_masks(
         ensembles["pointer"]["MASK_RECTS"], ensembles["pointer"]["MASKS"], *size_of(photo)
     )
-    for instance, mask in zip(answer.models["pointer"].instances, masks, strict=True):
+    for instance, mask in zip(answers["pointer"].models["pointer"].instances, masks, strict=True):
         x, y = instance.mask_origin
         height, width = instance.mask.shape
         np.testing.assert_array_equal(mask[y : y + height, x : x + width], instance.mask)
+
+
+def test_insulator_boxes_on_a_meters_face_are_dropped_when_both_run(
+    triton_server: TritonServer,
+) -> None:
+    """On photos of meters alone, the insulator boxes that ``both`` drops are the ones lying on
+    a dial the pointer model is sure of (inspect's dial_cover), and only those."""
+    cover = parse_dial_cover(model_tensors(REPOSITORY, ROUTER).parameters["dial_cover"])
+    dropped_in_all = 0
+    with connect(triton_server, "http") as client:
+        for index in range(6):
+            scene = gauges.render_scene(SCENE_SEED, index, heldout=True)
+            jpeg = encode_jpeg(Image.fromarray(scene.image))
+            alone = inspect(client, jpeg, "insulator").models["insulator"].instances
+            both = inspect(client, jpeg, "both")
+            kept = {i.box for i in both.models["insulator"].instances}
+            dropped = [i for i in alone if i.box not in kept]
+            assert len(dropped) == both.models["insulator"].dropped_on_dials
+            dials = np.zeros((both.height, both.width), bool)
+            for dial in both.models["pointer"].instances:
+                if dial.class_name == "dial" and dial.score >= cover.min_dial_score:
+                    x, y = dial.mask_origin
+                    height, width = dial.mask.shape
+                    dials[y : y + height, x : x + width] |= dial.mask
+            for instance in alone:
+                x1, y1, x2, y2 = (round(v) for v in instance.box)
+                share = dials[y1:y2, x1:x2].mean()
+                on_dial = share >= cover.min_share + 0.05
+                off_dial = share <= cover.min_share - 0.05
+                assert not (on_dial and instance.box in kept), (index, instance, share)
+                assert not (off_dial and instance.box not in kept), (index, instance, share)
+            dropped_in_all += len(dropped)
+    assert dropped_in_all > 0, "no insulator box lay on a dial of 6 gauge photos: nothing checked"
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

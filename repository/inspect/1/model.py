@@ -17,6 +17,10 @@ check the range where it has one: the ``ocr`` model reads the rectified faces (o
 photo, only where a dial was read) and ``bls.meters.printed`` fits the range (parameter
 ``printed_ranges``). Where that model is absent or fails, the log says so once and readings fall
 back to calibration only.
+
+When the meter detector ran beside another, that detector's boxes lying on a dial the meter
+detector is sure of are dropped and counted (``bls.on_dials``; parameters ``drop_on_dials`` and
+``dial_cover``): no insulator shows through a meter's face.
 """
 
 import asyncio
@@ -29,6 +33,7 @@ import triton_python_backend_utils as pb_utils
 from bls.merge import KeypointLayout, merge_answer
 from bls.meters import KEYPOINT_NAMES, instances_from_arrays, load_calibrations, read_meters
 from bls.meters.printed import faces_to_read, printed_answers
+from bls.on_dials import on_dials, parse_dial_cover, select
 from bls.repository import class_names, keypoint_names, model_tensors
 from bls.routing import RoutingError, choose_detectors, parse_detectors
 from pipelines.ocr import FACES, TEXT, lines_from_json
@@ -110,6 +115,17 @@ class TritonPythonModel:
         if self.printed_ranges and not (repository / self.ocr_model / "config.pbtxt").is_file():
             self._printed_ranges_off(f"the repository has no model {self.ocr_model!r}")
         on_gpu = args["model_instance_kind"] == "GPU"
+        # Detectors whose boxes on the meter detector's dials are dropped.
+        self.drop_on_dials = [n.strip() for n in params.get("drop_on_dials", "").split(",")]
+        self.drop_on_dials = [n for n in self.drop_on_dials if n]
+        for name in self.drop_on_dials:
+            if name not in self.detectors or name == self.meter_detector:
+                raise ValueError(
+                    f"inspect: drop_on_dials names {name!r}, which is not one of the detectors "
+                    f"{[d for d in self.detectors if d != self.meter_detector]}"
+                )
+        self.dial_cover = parse_dial_cover(params.get("dial_cover", ""))
+        self.dial_classes = {i for i, name in enumerate(meter_classes) if name != self.needle_class}
         self.concurrent_detectors = yes_or_no(
             params, "gpu_concurrent_detectors" if on_gpu else "cpu_concurrent_detectors"
         )
@@ -182,9 +198,10 @@ class TritonPythonModel:
             outcomes = [await self._detect(request, name, images[name], size) for name in detectors]
         results = dict(zip(detectors, outcomes, strict=True))
         height, width = (int(v) for v in size.as_numpy().reshape(-1))
+        dropped = self._drop_on_dials(results)
         readings = await self._readings(request, jpeg, results)
         document, masks = merge_answer(
-            height, width, results, self.class_names, readings, self.keypoints
+            height, width, results, self.class_names, readings, self.keypoints, dropped
         )
         return pb_utils.InferenceResponse(
             output_tensors=[
@@ -192,6 +209,21 @@ class TritonPythonModel:
                 pb_utils.Tensor(MASKS, masks[np.newaxis]),
             ]
         )
+
+    def _drop_on_dials(self, results):
+        """Drops, in ``results``, the boxes of ``drop_on_dials`` detectors that lie on the meter
+        detector's dials; returns how many per detector (none where either did not answer)."""
+        meter = results.get(self.meter_detector)
+        if not isinstance(meter, Detections):
+            return {}
+        dropped = {}
+        for name in self.drop_on_dials:
+            result = results.get(name)
+            if isinstance(result, Detections):
+                found = on_dials(result.boxes, meter, self.dial_classes, self.dial_cover)
+                results[name] = select(result, ~found)
+                dropped[name] = int(found.sum())
+        return dropped
 
     async def _readings(self, request, jpeg, results):
         """The meter readings when the meter detector ran (none if it failed), else None; with
