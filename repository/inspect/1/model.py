@@ -115,15 +115,15 @@ class TritonPythonModel:
         if self.printed_ranges and not (repository / self.ocr_model / "config.pbtxt").is_file():
             self._printed_ranges_off(f"the repository has no model {self.ocr_model!r}")
         on_gpu = args["model_instance_kind"] == "GPU"
-        # Detectors whose boxes on the meter detector's dials are dropped.
-        self.drop_on_dials = [n.strip() for n in params.get("drop_on_dials", "").split(",")]
-        self.drop_on_dials = [n for n in self.drop_on_dials if n]
-        for name in self.drop_on_dials:
-            if name not in self.detectors or name == self.meter_detector:
-                raise ValueError(
-                    f"inspect: drop_on_dials names {name!r}, which is not one of the detectors "
-                    f"{[d for d in self.detectors if d != self.meter_detector]}"
-                )
+        # Detectors whose boxes on the meter detector's dials are dropped: those of a repository
+        # without one (a user serving the meter detector alone) never run, so they are left out.
+        named = [n.strip() for n in params.get("drop_on_dials", "").split(",") if n.strip()]
+        if self.meter_detector in named:
+            raise ValueError(
+                f"inspect: drop_on_dials names the meter detector {self.meter_detector!r}, whose "
+                "dials are what the other detectors' boxes are dropped on"
+            )
+        self.drop_on_dials = [n for n in named if n in self.detectors]
         self.dial_cover = parse_dial_cover(params.get("dial_cover", ""))
         self.dial_classes = {i for i, name in enumerate(meter_classes) if name != self.needle_class}
         self.concurrent_detectors = yes_or_no(
