@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bls.meters.records import instances_from_arrays
 from pipelines.tensors import Detections
 
 __all__ = ["DialCover", "on_dials", "parse_dial_cover", "select"]
@@ -62,17 +63,14 @@ def _dial_crops(
     """``(x, y, mask)`` of each dial scored at least ``min_score``, its crop placed at x, y."""
     if meter.mask_rects is None or meter.masks is None:
         return []
-    rects = np.asarray(meter.mask_rects, dtype=np.int64).reshape(-1, 4)
-    flat = np.asarray(meter.masks).reshape(-1)
-    crops = []
-    offset = 0
-    for i, (x, y, width, height) in enumerate(rects):
-        size = int(width * height)
-        if int(meter.classes[i]) in dial_classes and float(meter.scores[i]) >= min_score:
-            crop = flat[offset : offset + size].reshape(int(height), int(width)) != 0
-            crops.append((int(x), int(y), crop))
-        offset += size
-    return crops
+    instances = instances_from_arrays(
+        meter.classes, meter.scores, meter.boxes, meter.mask_rects, meter.masks
+    )
+    return [
+        (*i.origin, np.asarray(i.mask) != 0)
+        for i in instances
+        if i.class_id in dial_classes and i.score >= min_score
+    ]
 
 
 def on_dials(
